@@ -1,0 +1,116 @@
+import type { QueryRunner } from 'typeorm';
+import type { DriverErrorKind, LockRow, SlotLockDialect, SqlStatement } from './dialect';
+import { driverErrorOf } from '../errors/driver-error-of';
+
+/** Phorge's table name (in the `{$NAMESPACE}_drydock` database). */
+export const PHORGE_TABLE_NAME = 'drydock_slotlock';
+
+/** MySQL and MariaDB error numbers the service reacts to. */
+export const MYSQL_ERRORS = Object.freeze({
+  /** ER_DUP_ENTRY: the unique index `key_lock` refused a row, so a lock is held. */
+  duplicateEntry: 1062,
+  /** ER_LOCK_WAIT_TIMEOUT: waited `innodb_lock_wait_timeout` seconds for a row lock. */
+  lockWaitTimeout: 1205,
+  /** ER_LOCK_DEADLOCK: deadlock, or a Galera certification failure (often at COMMIT). */
+  deadlock: 1213,
+});
+
+function quoteIdentifier(name: string): string {
+  return '`' + name.replace(/`/g, '``') + '`';
+}
+
+function quoteTable(table: string): string {
+  return table.split('.').map(quoteIdentifier).join('.');
+}
+
+function placeholders(count: number, group: string): string {
+  return new Array<string>(count).fill(group).join(', ');
+}
+
+/**
+ * MariaDB and MySQL: Phorge's own table, its DDL copied from
+ * `resources/sql/autopatches/20150916.drydock.slotlocks.1.sql` with
+ * `{$COLLATE_TEXT}` = `utf8mb4_bin`.
+ */
+export const mysqlDialect: SlotLockDialect = Object.freeze({
+  dataSourceTypes: Object.freeze(['mysql', 'mariadb']),
+
+  quoteTable,
+
+  createTableSql(table: string): string {
+    // Kept as Phorge writes it, so SHOW CREATE TABLE comes out identical (SPEC 2.2).
+    return (
+      `CREATE TABLE ${quoteTable(table)} (\n` +
+      '  id INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,\n' +
+      '  ownerPHID VARBINARY(64) NOT NULL,\n' +
+      '  lockIndex BINARY(12) NOT NULL,\n' +
+      '  lockKey LONGTEXT NOT NULL COLLATE utf8mb4_bin,\n' +
+      '  UNIQUE KEY `key_lock` (lockIndex),\n' +
+      '  KEY `key_owner` (ownerPHID)\n' +
+      ') ENGINE=InnoDB, COLLATE utf8mb4_bin'
+    );
+  },
+
+  dropTableSql(table: string): string {
+    return `DROP TABLE ${quoteTable(table)}`;
+  },
+
+  insertLocks(table: string, rows: readonly LockRow[]): SqlStatement {
+    const params: unknown[] = [];
+    for (const row of rows) params.push(row.ownerPHID, row.lockIndex, row.lockKey);
+    return {
+      sql:
+        `INSERT INTO ${quoteTable(table)} (ownerPHID, lockIndex, lockKey) VALUES ` +
+        placeholders(rows.length, '(?, ?, ?)'),
+      params,
+    };
+  },
+
+  selectByIndexes(table: string, indexes: readonly string[]): SqlStatement {
+    return {
+      sql:
+        `SELECT id, ownerPHID, lockIndex, lockKey FROM ${quoteTable(table)} ` +
+        `WHERE lockIndex IN (${placeholders(indexes.length, '?')})`,
+      params: indexes,
+    };
+  },
+
+  selectByOwner(table: string, ownerPHID: string): SqlStatement {
+    return {
+      sql: `SELECT id, ownerPHID, lockIndex, lockKey FROM ${quoteTable(table)} WHERE ownerPHID = ? ORDER BY id`,
+      params: [ownerPHID],
+    };
+  },
+
+  deleteByOwner(table: string, ownerPHID: string): SqlStatement {
+    return { sql: `DELETE FROM ${quoteTable(table)} WHERE ownerPHID = ?`, params: [ownerPHID] };
+  },
+
+  classify(error: unknown): DriverErrorKind {
+    const errno = driverErrorOf(error)?.errno;
+    if (errno === MYSQL_ERRORS.duplicateEntry) return 'conflict';
+    if (errno === MYSQL_ERRORS.deadlock || errno === MYSQL_ERRORS.lockWaitTimeout) return 'contention';
+    return 'other';
+  },
+
+  async rollsBackTransaction(error: unknown, runner: QueryRunner): Promise<boolean> {
+    const errno = driverErrorOf(error)?.errno;
+    if (errno === MYSQL_ERRORS.deadlock) return true;
+    if (errno !== MYSQL_ERRORS.lockWaitTimeout) return false;
+    // A lock-wait timeout rolls back only the statement unless the server runs with
+    // innodb_rollback_on_timeout, which rolls back the whole transaction.
+    const rows = (await runner.query('SELECT @@innodb_rollback_on_timeout AS v')) as Array<{ v: unknown }>;
+    return Number(rows[0]?.v) === 1;
+  },
+
+  async readMaxStatementBytes(runner: QueryRunner): Promise<number> {
+    const rows = (await runner.query('SELECT @@max_allowed_packet AS v')) as Array<{ v: unknown }>;
+    return Number(rows[0]?.v);
+  },
+
+  rowBytes(row: LockRow): number {
+    // mysql2 escapes parameters into the SQL text: a quote or backslash doubles, so
+    // count every byte twice, plus the quotes, commas and parentheses of "(?, ?, ?), ".
+    return 2 * (Buffer.byteLength(row.ownerPHID) + row.lockIndex.length + Buffer.byteLength(row.lockKey)) + 16;
+  },
+});

@@ -1,0 +1,18 @@
+export { DrydockSlotLock } from './entities/drydock-slot-lock.entity';
+export { digestForIndex, LOCK_INDEX_LENGTH } from './hash/digest-for-index';
+export {
+  SlotLockException,
+  type SlotLockExceptionDetails,
+  type SlotLockFailure,
+} from './errors/slot-lock.exception';
+export { SlotLockService, type AcquiredSlot, type CommitWithLocksOptions } from './services/slot-lock.service';
+export {
+  DEFAULT_RETRY,
+  DEFAULT_SLOT_LOCK_OPTIONS,
+  type ResolvedSlotLockOptions,
+  type RetryOptions,
+  type SlotLockCallOptions,
+  type SlotLockServiceOptions,
+} from './services/slot-lock.options';
+export { MAX_OWNER_BYTES, MAX_SLOT_LIMIT } from './services/check-input';
+export { slotLockMigrations, CreateDrydockSlotLock1442836800000 } from './migrations';

@@ -1,0 +1,114 @@
+import { digestForIndex } from '../hash/digest-for-index';
+
+/** Longest owner, in UTF-8 bytes: the column is `VARBINARY(64)`. */
+export const MAX_OWNER_BYTES = 64;
+
+/** A requested lock, with its index computed once. */
+export interface RequestedLock {
+  readonly lockKey: string;
+  readonly lockIndex: string;
+}
+
+/**
+ * Checks an owner id (SPEC 5). A server in non-strict `sql_mode` would silently cut
+ * an owner longer than the column, and the owner could then never release its locks.
+ */
+export function checkOwner(ownerPHID: unknown, argumentName = 'ownerPHID'): string {
+  if (typeof ownerPHID !== 'string') {
+    throw new TypeError(`${argumentName} must be a string, got ${describe(ownerPHID)}`);
+  }
+  if (ownerPHID.length === 0) throw new RangeError(`${argumentName} must not be empty`);
+  if (!ownerPHID.isWellFormed()) {
+    throw new RangeError(`${argumentName} must not contain a lone UTF-16 surrogate (it cannot be stored as written)`);
+  }
+  const bytes = Buffer.byteLength(ownerPHID, 'utf8');
+  if (bytes > MAX_OWNER_BYTES) {
+    throw new RangeError(
+      `${argumentName} must be at most ${MAX_OWNER_BYTES} UTF-8 bytes (the column is VARBINARY(${MAX_OWNER_BYTES})), got ${bytes}`,
+    );
+  }
+  return ownerPHID;
+}
+
+/** Checks one lock key (SPEC 5). */
+export function checkLockKey(lockKey: unknown, maxKeyBytes: number, argumentName: string): string {
+  if (typeof lockKey !== 'string') {
+    throw new TypeError(`${argumentName} must be a string, got ${describe(lockKey)}`);
+  }
+  if (lockKey.length === 0) throw new RangeError(`${argumentName} must not be empty`);
+  if (!lockKey.isWellFormed()) {
+    throw new RangeError(`${argumentName} must not contain a lone UTF-16 surrogate (it cannot be stored as written)`);
+  }
+  // length counts UTF-16 units; a unit is at most 3 UTF-8 bytes, so short keys skip the count.
+  if (lockKey.length * 3 > maxKeyBytes) {
+    const bytes = Buffer.byteLength(lockKey, 'utf8');
+    if (bytes > maxKeyBytes) {
+      throw new RangeError(
+        `${argumentName} must be at most ${maxKeyBytes} UTF-8 bytes (the service's maxKeyBytes option), got ${bytes}`,
+      );
+    }
+  }
+  return lockKey;
+}
+
+/**
+ * Checks a list of keys and turns it into the locks to take: duplicates counted once,
+ * sorted by lock index so that every caller inserts overlapping sets in the same order.
+ */
+export function prepareLocks(
+  lockKeys: unknown,
+  maxKeyBytes: number,
+  argumentName = 'lockKeys',
+): RequestedLock[] {
+  const keys = toKeyArray(lockKeys, argumentName);
+  const byIndex = new Map<string, RequestedLock>();
+  keys.forEach((key, position) => {
+    const lockKey = checkLockKey(key, maxKeyBytes, `${argumentName}[${position}]`);
+    const lockIndex = digestForIndex(lockKey);
+    // Two keys with one digest (72 bits: vanishingly rare) need one row: the index is the lock.
+    if (!byIndex.has(lockIndex)) byIndex.set(lockIndex, { lockKey, lockIndex });
+  });
+  return [...byIndex.values()].sort(compareByIndex);
+}
+
+/**
+ * Largest slot limit: `acquireSlot` reads every slot's row in one query, and a family
+ * of more slots than this is better served by fewer, coarser ones.
+ */
+export const MAX_SLOT_LIMIT = 10_000;
+
+/** Checks a slot limit (SPEC 4.7, 5). */
+export function checkLimit(limit: unknown, argumentName = 'limit'): number {
+  if (typeof limit !== 'number') {
+    throw new TypeError(`${argumentName} must be a number, got ${describe(limit)}`);
+  }
+  if (!Number.isSafeInteger(limit) || limit < 1) {
+    throw new RangeError(`${argumentName} must be a positive integer, got ${limit}`);
+  }
+  if (limit > MAX_SLOT_LIMIT) {
+    throw new RangeError(`${argumentName} must be at most ${MAX_SLOT_LIMIT}, got ${limit}`);
+  }
+  return limit;
+}
+
+function toKeyArray(lockKeys: unknown, argumentName: string): readonly unknown[] {
+  if (typeof lockKeys === 'string') {
+    throw new TypeError(`${argumentName} must be an array of strings, got a string; wrap a single key: [key]`);
+  }
+  if (Array.isArray(lockKeys)) return lockKeys;
+  if (typeof lockKeys === 'object' && lockKeys !== null && Symbol.iterator in lockKeys) {
+    return [...(lockKeys as Iterable<unknown>)];
+  }
+  throw new TypeError(`${argumentName} must be an array (or other iterable) of strings, got ${describe(lockKeys)}`);
+}
+
+function compareByIndex(a: RequestedLock, b: RequestedLock): number {
+  // Byte order, as the BINARY(12) index sorts: localeCompare would fold case.
+  return a.lockIndex < b.lockIndex ? -1 : a.lockIndex > b.lockIndex ? 1 : 0;
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  return typeof value;
+}

@@ -1,0 +1,489 @@
+import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
+import type { SlotLockDialect, SqlStatement } from '../dialects/dialect';
+import { dialectFor } from '../dialects';
+import type { DrydockSlotLock } from '../entities/drydock-slot-lock.entity';
+import { SlotLockException } from '../errors/slot-lock.exception';
+import { checkLimit, checkLockKey, checkOwner, prepareLocks, type RequestedLock } from './check-input';
+import { chunkRows } from './chunk-rows';
+import { ContentionExhausted, retryOnContention } from './retry-on-contention';
+import { toSlotLockEntity, type RawSlotLockRow } from './slot-lock-rows';
+import {
+  resolveRetry,
+  resolveSlotLockOptions,
+  type ResolvedSlotLockOptions,
+  type RetryOptions,
+  type SlotLockCallOptions,
+  type SlotLockServiceOptions,
+} from './slot-lock.options';
+
+/** The slot taken by {@link SlotLockService.acquireSlot}. */
+export interface AcquiredSlot {
+  /** The slot's number, from 0 to `limit - 1`. */
+  readonly slot: number;
+  /** The lock taken: `${name}.slot(${slot})`. */
+  readonly lockKey: string;
+}
+
+/** Options of {@link SlotLockService.commitWithLocks}. */
+export interface CommitWithLocksOptions {
+  /**
+   * Runs after the rollback when a lock is held, with the exception about to be
+   * thrown; what it writes is not rolled back (Drydock keeps a failure log this way).
+   */
+  readonly onConflict?: (exception: SlotLockException) => unknown;
+  /** Overrides the service's retry settings for this call. */
+  readonly retry?: Partial<RetryOptions>;
+}
+
+/** Name of the savepoint that keeps a chunked acquisition in a caller's transaction all-or-nothing. */
+const SAVEPOINT = 'drydock_slotlock_acquire';
+
+/** Bytes kept free in a statement for its fixed text (`INSERT INTO … VALUES`). */
+const STATEMENT_OVERHEAD_BYTES = 1024;
+
+/**
+ * Drydock's slot locks on a TypeORM `DataSource` (SPEC 4).
+ *
+ * An owner takes a set of named locks in one multi-row INSERT into a table whose
+ * unique index refuses a second holder: every lock or none. Locks last until their
+ * owner releases them, all at once.
+ *
+ * @example
+ * ```ts
+ * const slotLocks = new SlotLockService(dataSource);
+ * await dataSource.transaction(async (manager) => {
+ *   await manager.update(Lease, lease.id, { status: 'active' });
+ *   await slotLocks.acquireLocks(lease.phid, [`host(${host.id})`], { manager });
+ * }); // the lease and its lock commit together, or neither does
+ * await slotLocks.releaseLocks(lease.phid);
+ * ```
+ */
+export class SlotLockService {
+  readonly #dataSource: DataSource;
+  readonly #dialect: SlotLockDialect;
+  readonly #options: ResolvedSlotLockOptions;
+  #maxStatementBytes: Promise<number> | undefined;
+
+  /**
+   * @param dataSource - a TypeORM data source on MariaDB or MySQL (initialized before the first call).
+   * @param options - see {@link SlotLockServiceOptions}; every field has a default.
+   */
+  constructor(dataSource: DataSource, options: SlotLockServiceOptions = {}) {
+    if (
+      typeof dataSource !== 'object' ||
+      dataSource === null ||
+      typeof dataSource.createQueryRunner !== 'function'
+    ) {
+      throw new TypeError('dataSource must be a TypeORM DataSource');
+    }
+    this.#dataSource = dataSource;
+    this.#dialect = dialectFor(dataSource);
+    this.#options = resolveSlotLockOptions(options);
+  }
+
+  /** The settings in force, defaults filled in. */
+  get options(): ResolvedSlotLockOptions {
+    return this.#options;
+  }
+
+  /**
+   * Takes every lock in `lockKeys` for `ownerPHID`, or none (SPEC 4.1).
+   *
+   * Rejects with {@link SlotLockException} when any lock is held, by another owner or
+   * by this one (locks are not re-entrant). Deadlocks and lock-wait timeouts are retried
+   * where the service owns the transaction; with `manager` the statements join your
+   * transaction instead.
+   *
+   * @example
+   * ```ts
+   * try {
+   *   await slotLocks.acquireLocks('PHID-DRYL-aaaa', ['host(7)', 'licence.slot(0)']);
+   * } catch (error) {
+   *   if (error instanceof SlotLockException) console.log(error.getLockMap());
+   *   else throw error;
+   * }
+   * ```
+   */
+  async acquireLocks(
+    ownerPHID: string,
+    lockKeys: Iterable<string>,
+    options: SlotLockCallOptions = {},
+  ): Promise<void> {
+    const owner = checkOwner(ownerPHID);
+    const locks = prepareLocks(lockKeys, this.#options.maxKeyBytes);
+    const retry = this.#retryFor(options);
+    const manager = checkManager(options.manager);
+    if (locks.length === 0) return;
+
+    if (manager !== undefined) {
+      await this.#acquireInCallerTransaction(manager.queryRunner!, owner, locks);
+      return;
+    }
+    try {
+      await retryOnContention(retry, (error) => this.#isContention(error), () =>
+        this.#withRunner((runner) => this.#acquireOnOwnRunner(runner, owner, locks)),
+      );
+    } catch (error) {
+      throw await this.#translateAcquireError(error, locks);
+    }
+  }
+
+  /**
+   * Releases every lock `ownerPHID` holds and resolves to how many there were (SPEC 4.5).
+   * Releasing nothing is fine. Contention is retried where the service owns the
+   * transaction, since a release that fails leaks locks.
+   *
+   * @example
+   * ```ts
+   * const released = await slotLocks.releaseLocks('PHID-DRYL-aaaa'); // 2
+   * ```
+   */
+  async releaseLocks(ownerPHID: string, options: SlotLockCallOptions = {}): Promise<number> {
+    const owner = checkOwner(ownerPHID);
+    const retry = this.#retryFor(options);
+    const manager = checkManager(options.manager);
+    const { sql, params } = this.#dialect.deleteByOwner(this.#options.tableName, owner);
+
+    if (manager !== undefined) {
+      return (await manager.queryRunner!.query(sql, [...params], true)).affected ?? 0;
+    }
+    try {
+      return await retryOnContention(retry, (error) => this.#isContention(error), () =>
+        this.#withRunner(async (runner) => (await runner.query(sql, [...params], true)).affected ?? 0),
+      );
+    } catch (error) {
+      // A release has no lock map to report: the driver's own error says what happened.
+      throw error instanceof ContentionExhausted ? error.error : error;
+    }
+  }
+
+  /** The locks `ownerPHID` holds, as entities, oldest first (SPEC 4.6). */
+  async loadLocks(ownerPHID: string): Promise<DrydockSlotLock[]> {
+    const owner = checkOwner(ownerPHID);
+    return this.#select(this.#dialect.selectByOwner(this.#options.tableName, owner));
+  }
+
+  /**
+   * The held locks whose index matches any of `lockKeys` (SPEC 4.6). A lock found here
+   * may carry another key than the one asked for, when two keys share a digest.
+   */
+  async loadHeldLocks(lockKeys: Iterable<string>): Promise<DrydockSlotLock[]> {
+    const locks = prepareLocks(lockKeys, this.#options.maxKeyBytes);
+    return this.#loadHeld(locks);
+  }
+
+  /** True when `lockKey` is not held by anyone. */
+  async isLockFree(lockKey: string): Promise<boolean> {
+    checkLockKey(lockKey, this.#options.maxKeyBytes, 'lockKey');
+    return this.areLocksFree([lockKey]);
+  }
+
+  /** True when none of `lockKeys` is held by anyone. */
+  async areLocksFree(lockKeys: Iterable<string>): Promise<boolean> {
+    return (await this.loadHeldLocks(lockKeys)).length === 0;
+  }
+
+  /**
+   * Takes one free slot of a limited family: `${name}.slot(0)` … `${name}.slot(limit-1)`
+   * (SPEC 4.7). Free slots are tried in random order so that callers spread out;
+   * rejects with {@link SlotLockException} listing the holders when all are held.
+   *
+   * @example
+   * ```ts
+   * const { slot, lockKey } = await slotLocks.acquireSlot(leasePHID, 'licence(matlab)', 3);
+   * // lockKey === `licence(matlab).slot(${slot})`
+   * ```
+   */
+  async acquireSlot(
+    ownerPHID: string,
+    name: string,
+    limit: number,
+    options: SlotLockCallOptions = {},
+  ): Promise<AcquiredSlot> {
+    checkOwner(ownerPHID);
+    checkLockKey(name, this.#options.maxKeyBytes, 'name');
+    checkLimit(limit);
+    this.#retryFor(options);
+    checkManager(options.manager);
+    const slots = Array.from({ length: limit }, (_, slot) => ({ slot, lockKey: `${name}.slot(${slot})` }));
+    const locks = prepareLocks(
+      slots.map((slot) => slot.lockKey),
+      this.#options.maxKeyBytes,
+      'name (with its ".slot(N)" suffix)',
+    );
+
+    const held = await this.#loadHeld(locks);
+    const heldKeys = new Set(held.map((lock) => lock.lockKey));
+    const lockMap = new Map(held.map((lock) => [lock.lockKey, lock.ownerPHID]));
+    for (const candidate of shuffle(slots.filter((slot) => !heldKeys.has(slot.lockKey)))) {
+      try {
+        await this.acquireLocks(ownerPHID, [candidate.lockKey], options);
+        return candidate;
+      } catch (error) {
+        // Taken since we looked: try the next one, unless the caller's transaction is gone.
+        if (!(error instanceof SlotLockException) || error.transactionRolledBack) throw error;
+        for (const [key, owner] of Object.entries(error.getLockMap())) lockMap.set(key, owner);
+      }
+    }
+    throw new SlotLockException({ failure: 'held', lockMap: Object.fromEntries(lockMap) });
+  }
+
+  /**
+   * Drydock's allocation pattern in one call (SPEC 4.8): opens a transaction, takes the
+   * locks, runs `work(manager)` with your own writes, and commits; locks and work commit
+   * together or not at all. Contention anywhere in the unit retries the whole unit, so
+   * `work` may run more than once (each time in a fresh transaction). When a lock is
+   * held it rolls back, runs `onConflict`, and rejects with {@link SlotLockException}.
+   *
+   * @example
+   * ```ts
+   * const resource = await slotLocks.commitWithLocks(
+   *   leasePHID,
+   *   [`binding(${binding.phid})`],
+   *   (manager) => manager.save(Resource, { bindingPHID: binding.phid, status: 'active' }),
+   *   { onConflict: (error) => failureLog.save({ leasePHID, message: error.message }) },
+   * );
+   * ```
+   */
+  async commitWithLocks<T>(
+    ownerPHID: string,
+    lockKeys: Iterable<string>,
+    work: (manager: EntityManager) => T | Promise<T>,
+    options: CommitWithLocksOptions = {},
+  ): Promise<T> {
+    const owner = checkOwner(ownerPHID);
+    const locks = prepareLocks(lockKeys, this.#options.maxKeyBytes);
+    if (typeof work !== 'function') throw new TypeError('work must be a function (manager) => result');
+    if (options.onConflict !== undefined && typeof options.onConflict !== 'function') {
+      throw new TypeError('options.onConflict must be a function (exception) => void');
+    }
+    const retry = this.#retryFor(options);
+
+    try {
+      return await retryOnContention(
+        retry,
+        // A nested acquireLocks({ manager }) that met a deadlock reports it as a SlotLockException.
+        (error) =>
+          this.#isContention(error) || (error instanceof SlotLockException && error.transactionRolledBack),
+        () =>
+          this.#withRunner(async (runner) => {
+            await runner.startTransaction();
+            try {
+              await this.#insertOrReport(runner, owner, locks);
+              const result = await work(runner.manager);
+              await runner.commitTransaction();
+              return result;
+            } catch (error) {
+              await rollbackQuietly(runner);
+              throw error;
+            }
+          }),
+      );
+    } catch (error) {
+      const translated =
+        error instanceof ContentionExhausted ? await this.#translateAcquireError(error, locks) : error;
+      if (translated instanceof SlotLockException && options.onConflict !== undefined) {
+        await options.onConflict(translated);
+      }
+      throw translated;
+    }
+  }
+
+  /**
+   * Takes the locks, runs `fn`, and releases every lock of `ownerPHID` afterwards,
+   * whatever `fn` did (SPEC 4.9). For short critical sections and the command line.
+   *
+   * @example
+   * ```ts
+   * await slotLocks.withLocks(`deploy(${process.pid})`, ['deploy(production)'], () => deploy());
+   * ```
+   */
+  async withLocks<T>(ownerPHID: string, lockKeys: Iterable<string>, fn: () => T | Promise<T>): Promise<T> {
+    if (typeof fn !== 'function') throw new TypeError('fn must be a function');
+    await this.acquireLocks(ownerPHID, lockKeys);
+    try {
+      return await fn();
+    } finally {
+      await this.releaseLocks(ownerPHID);
+    }
+  }
+
+  // --- internals -------------------------------------------------------------------
+
+  #retryFor(options: SlotLockCallOptions | CommitWithLocksOptions): Readonly<RetryOptions> {
+    if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
+    return resolveRetry(this.#options.retry, options.retry, 'options.retry');
+  }
+
+  #isContention(error: unknown): boolean {
+    return this.#dialect.classify(error) === 'contention';
+  }
+
+  async #withRunner<T>(fn: (runner: QueryRunner) => Promise<T>): Promise<T> {
+    const runner = this.#dataSource.createQueryRunner();
+    try {
+      return await fn(runner);
+    } finally {
+      await runner.release();
+    }
+  }
+
+  /**
+   * One batch in autocommit (a single InnoDB statement is atomic, and skipping
+   * BEGIN/COMMIT saves two round trips); several in one transaction.
+   */
+  async #acquireOnOwnRunner(runner: QueryRunner, owner: string, locks: readonly RequestedLock[]): Promise<void> {
+    const statements = await this.#insertStatements(runner, owner, locks);
+    if (statements.length === 1) {
+      await runQuery(runner, statements[0]!);
+      return;
+    }
+    await runner.startTransaction();
+    try {
+      for (const statement of statements) await runQuery(runner, statement);
+      await runner.commitTransaction();
+    } catch (error) {
+      await rollbackQuietly(runner);
+      throw error;
+    }
+  }
+
+  /** Inside a transaction the service opened: a conflict becomes a SlotLockException at once. */
+  async #insertOrReport(runner: QueryRunner, owner: string, locks: readonly RequestedLock[]): Promise<void> {
+    try {
+      for (const statement of await this.#insertStatements(runner, owner, locks)) await runQuery(runner, statement);
+    } catch (error) {
+      if (this.#dialect.classify(error) !== 'conflict') throw error;
+      await rollbackQuietly(runner);
+      throw new SlotLockException({ failure: 'held', lockMap: await this.#readLockMap(locks), cause: error });
+    }
+  }
+
+  async #acquireInCallerTransaction(
+    runner: QueryRunner,
+    owner: string,
+    locks: readonly RequestedLock[],
+  ): Promise<void> {
+    const statements = await this.#insertStatements(runner, owner, locks);
+    // One statement is atomic by itself; several need a savepoint to undo the first
+    // ones without touching the rest of the caller's transaction.
+    const useSavepoint = statements.length > 1;
+    try {
+      if (useSavepoint) await runner.query(`SAVEPOINT ${SAVEPOINT}`);
+      for (const statement of statements) await runQuery(runner, statement);
+      if (useSavepoint) await runner.query(`RELEASE SAVEPOINT ${SAVEPOINT}`);
+    } catch (error) {
+      const kind = this.#dialect.classify(error);
+      const rolledBack = kind === 'other' ? false : await this.#dialect.rollsBackTransaction(error, runner);
+      if (useSavepoint && !rolledBack) {
+        await runner.query(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`).catch(() => undefined);
+      }
+      if (kind === 'other') throw error;
+      throw new SlotLockException({
+        failure: kind === 'conflict' ? 'held' : 'contention',
+        lockMap: await this.#readLockMap(locks),
+        transactionRolledBack: rolledBack,
+        cause: error,
+      });
+    }
+  }
+
+  async #insertStatements(runner: QueryRunner, owner: string, locks: readonly RequestedLock[]): Promise<SqlStatement[]> {
+    const dialect = this.#dialect;
+    const rows = locks.map((lock) => ({ ownerPHID: owner, lockIndex: lock.lockIndex, lockKey: lock.lockKey }));
+    const budget = (await this.#readMaxStatementBytes(runner)) - STATEMENT_OVERHEAD_BYTES;
+    return chunkRows(rows, budget, (row) => dialect.rowBytes(row)).map((chunk) =>
+      dialect.insertLocks(this.#options.tableName, chunk),
+    );
+  }
+
+  #readMaxStatementBytes(runner: QueryRunner): Promise<number> {
+    // Read once per service: the server's limit does not change under a running app.
+    this.#maxStatementBytes ??= this.#dialect.readMaxStatementBytes(runner).catch((error: unknown) => {
+      this.#maxStatementBytes = undefined;
+      throw error;
+    });
+    return this.#maxStatementBytes;
+  }
+
+  /** Turns what an acquisition threw into what its caller gets (SPEC 4.2 to 4.4). */
+  async #translateAcquireError(error: unknown, locks: readonly RequestedLock[]): Promise<unknown> {
+    if (error instanceof ContentionExhausted) {
+      return new SlotLockException({
+        failure: 'contention',
+        lockMap: await this.#readLockMap(locks),
+        attempts: error.attempts,
+        cause: error.error,
+      });
+    }
+    if (this.#dialect.classify(error) === 'conflict') {
+      return new SlotLockException({ failure: 'held', lockMap: await this.#readLockMap(locks), cause: error });
+    }
+    return error;
+  }
+
+  /**
+   * Who holds the requested locks, read on a connection of its own: inside a caller's
+   * REPEATABLE READ transaction an older snapshot could hide the holder's row.
+   */
+  async #readLockMap(locks: readonly RequestedLock[]): Promise<Record<string, string>> {
+    let held: DrydockSlotLock[];
+    try {
+      held = await this.#loadHeld(locks);
+    } catch {
+      // The conflict stands even if the holders cannot be read now (SPEC 4.2 allows an empty map).
+      return {};
+    }
+    return Object.fromEntries(held.map((lock) => [lock.lockKey, lock.ownerPHID]));
+  }
+
+  async #loadHeld(locks: readonly RequestedLock[]): Promise<DrydockSlotLock[]> {
+    if (locks.length === 0) return [];
+    const held = await this.#select(
+      this.#dialect.selectByIndexes(
+        this.#options.tableName,
+        locks.map((lock) => lock.lockIndex),
+      ),
+    );
+    const order = new Map(locks.map((lock, position) => [lock.lockIndex, position]));
+    return held.sort((a, b) => order.get(a.lockIndex)! - order.get(b.lockIndex)!);
+  }
+
+  async #select(statement: SqlStatement): Promise<DrydockSlotLock[]> {
+    const rows = (await this.#dataSource.query(statement.sql, [...statement.params])) as RawSlotLockRow[];
+    return rows.map(toSlotLockEntity);
+  }
+}
+
+function checkManager(manager: EntityManager | undefined): EntityManager | undefined {
+  if (manager === undefined) return undefined;
+  const runner = (manager as Partial<EntityManager> | null)?.queryRunner;
+  if (runner === undefined || !runner.isTransactionActive) {
+    throw new TypeError(
+      'options.manager must be the EntityManager of a transaction you started ' +
+        '(dataSource.transaction(manager => ...)); leave it out to let the service run its own',
+    );
+  }
+  return manager;
+}
+
+function runQuery(runner: QueryRunner, statement: SqlStatement): Promise<unknown> {
+  return runner.query(statement.sql, [...statement.params]);
+}
+
+async function rollbackQuietly(runner: QueryRunner): Promise<void> {
+  if (!runner.isTransactionActive) return;
+  try {
+    await runner.rollbackTransaction();
+  } catch {
+    // The connection is gone or the server already rolled back: nothing is left to undo.
+  }
+}
+
+function shuffle<T>(items: T[]): T[] {
+  for (let i = items.length - 1; i > 0; i -= 1) {
+    const j = Math.floor(Math.random() * (i + 1));
+    [items[i], items[j]] = [items[j]!, items[i]!];
+  }
+  return items;
+}

@@ -1,0 +1,64 @@
+import 'reflect-metadata';
+import { DataSource, type DataSourceOptions } from 'typeorm';
+import { DrydockSlotLock, slotLockMigrations } from '../../src';
+
+/** The MariaDB server the tests use; override with SLOTLOCK_TEST_MYSQL_URL (no database part). */
+export const MYSQL_SERVER_URL = process.env.SLOTLOCK_TEST_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306';
+
+/** A database name for one test file, e.g. `slotlock_test_conflict`. */
+export function testDatabaseName(label: string): string {
+  return `slotlock_test_${label.replace(/[^A-Za-z0-9_]/g, '_')}`.slice(0, 64);
+}
+
+/** Runs SQL on the server without choosing a database (CREATE/DROP DATABASE, SET GLOBAL). */
+export async function withAdmin<T>(fn: (admin: DataSource) => Promise<T>): Promise<T> {
+  const admin = new DataSource({ type: 'mysql', url: `${MYSQL_SERVER_URL}/mysql` });
+  await admin.initialize();
+  try {
+    return await fn(admin);
+  } finally {
+    await admin.destroy();
+  }
+}
+
+/** Drops and re-creates a database, so each test file starts from nothing. */
+export async function recreateDatabase(name: string): Promise<void> {
+  await withAdmin(async (admin) => {
+    await admin.query(`DROP DATABASE IF EXISTS \`${name}\``);
+    await admin.query(`CREATE DATABASE \`${name}\``);
+  });
+}
+
+/** Options for a DataSource on one test database, with the package's entity and migrations. */
+export function dataSourceOptions(database: string, extra: Partial<DataSourceOptions> = {}): DataSourceOptions {
+  return {
+    type: 'mysql',
+    url: `${MYSQL_SERVER_URL}/${database}`,
+    entities: [DrydockSlotLock],
+    migrations: [...slotLockMigrations],
+    ...extra,
+  } as DataSourceOptions;
+}
+
+/**
+ * A fresh database holding the migrated lock table, and an initialized DataSource on it.
+ * Call `destroy()` in afterAll.
+ */
+export async function freshDataSource(label: string, extra: Partial<DataSourceOptions> = {}): Promise<DataSource> {
+  const database = testDatabaseName(label);
+  await recreateDatabase(database);
+  const dataSource = new DataSource(dataSourceOptions(database, extra));
+  await dataSource.initialize();
+  await dataSource.runMigrations();
+  return dataSource;
+}
+
+/** Every row of the lock table, as plain strings, ordered by id. */
+export async function allRows(
+  dataSource: DataSource,
+): Promise<Array<{ ownerPHID: string; lockIndex: string; lockKey: string }>> {
+  const rows = (await dataSource.query(
+    'SELECT CAST(ownerPHID AS CHAR) AS ownerPHID, CAST(lockIndex AS CHAR) AS lockIndex, lockKey FROM drydock_slotlock ORDER BY id',
+  )) as Array<{ ownerPHID: string; lockIndex: string; lockKey: string }>;
+  return rows;
+}

@@ -1,0 +1,159 @@
+import type { DataSource } from 'typeorm';
+import { DrydockSlotLock, SlotLockException, SlotLockService, digestForIndex } from '../../src';
+import { allRows, freshDataSource } from '../support/database';
+
+/** Phorge's autopatch 20150916.drydock.slotlocks.1.sql, {$COLLATE_TEXT} = utf8mb4_bin. */
+const PHORGE_DDL = `CREATE TABLE drydock_slotlock (
+  id INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
+  ownerPHID VARBINARY(64) NOT NULL,
+  lockIndex BINARY(12) NOT NULL,
+  lockKey LONGTEXT NOT NULL COLLATE utf8mb4_bin,
+  UNIQUE KEY \`key_lock\` (lockIndex),
+  KEY \`key_owner\` (ownerPHID)
+) ENGINE=InnoDB, COLLATE utf8mb4_bin`;
+
+async function showCreateTable(dataSource: DataSource): Promise<string> {
+  const [row] = (await dataSource.query('SHOW CREATE TABLE drydock_slotlock')) as Array<Record<string, string>>;
+  return row!['Create Table']!.replace(/ AUTO_INCREMENT=\d+/, '');
+}
+
+describe('SPEC 2 the table', () => {
+  let dataSource: DataSource;
+
+  beforeAll(async () => {
+    dataSource = await freshDataSource('schema');
+  });
+  afterAll(async () => {
+    await dataSource?.destroy();
+  });
+
+  test('2.2 the migration creates the table Phorge creates, byte for byte', async () => {
+    const fromMigration = await showCreateTable(dataSource);
+    await dataSource.undoLastMigration();
+    await dataSource.query(PHORGE_DDL);
+    const fromPhorge = await showCreateTable(dataSource);
+    await dataSource.query('DROP TABLE drydock_slotlock');
+    await dataSource.runMigrations();
+
+    expect(fromMigration).toBe(fromPhorge);
+    expect(fromMigration).toContain('UNIQUE KEY `key_lock` (`lockIndex`)');
+  });
+
+  test('2.2 TypeORM sees no difference between the entity and the migrated table', async () => {
+    const log = await dataSource.driver.createSchemaBuilder().log();
+    expect(log.upQueries.map((query) => query.query)).toEqual([]);
+  });
+
+  test('2.2 the migration reverts', async () => {
+    await dataSource.undoLastMigration();
+    const tables = (await dataSource.query("SHOW TABLES LIKE 'drydock_slotlock'")) as unknown[];
+    await dataSource.runMigrations();
+    expect(tables).toHaveLength(0);
+  });
+
+  test('2.1 the entity maps exactly Phorge columns, names and indexes, and no timestamps', () => {
+    const metadata = dataSource.getMetadata(DrydockSlotLock);
+    expect(metadata.tableName).toBe('drydock_slotlock');
+    expect(
+      metadata.columns.map((column) => [column.databaseName, column.type, column.length, column.isNullable]),
+    ).toEqual([
+      ['id', 'int', '', false],
+      ['ownerPHID', 'varbinary', '64', false],
+      ['lockIndex', 'binary', '12', false],
+      ['lockKey', 'longtext', '', false],
+    ]);
+    expect(metadata.indices.map((index) => [index.name, index.isUnique, index.columns.map((c) => c.databaseName)])).toEqual(
+      expect.arrayContaining([
+        ['key_lock', true, ['lockIndex']],
+        ['key_owner', false, ['ownerPHID']],
+      ]),
+    );
+    expect(metadata.indices).toHaveLength(2);
+  });
+});
+
+describe('SPEC 2.3 sharing a table with Phorge', () => {
+  let dataSource: DataSource;
+  let service: SlotLockService;
+
+  beforeAll(async () => {
+    dataSource = await freshDataSource('phorge_compat');
+    service = new SlotLockService(dataSource);
+  });
+  afterAll(async () => {
+    await dataSource?.destroy();
+  });
+  beforeEach(async () => {
+    await dataSource.query('DELETE FROM drydock_slotlock');
+  });
+
+  /** What Phorge's DrydockSlotLock::acquireLocks() sends: literal digests and values. */
+  async function insertAsPhorge(owner: string, keys: string[]): Promise<void> {
+    const values = keys.map(() => '(?, ?, ?)').join(', ');
+    await dataSource.query(
+      `INSERT INTO drydock_slotlock (ownerPHID, lockIndex, lockKey) VALUES ${values}`,
+      keys.flatMap((key) => [owner, digestForIndex(key), key]),
+    );
+  }
+
+  test("Phorge's rows are seen as held, with their owner", async () => {
+    await insertAsPhorge('PHID-DRYL-phorgeowner0000000', ['workingcopy.lease(PHID-DRYR-aaaaaaaaaaaaaaaaaaaa)', 'ключ✓']);
+
+    expect(await service.isLockFree('workingcopy.lease(PHID-DRYR-aaaaaaaaaaaaaaaaaaaa)')).toBe(false);
+    const error = await service.acquireLocks('PHID-DRYL-node', ['free-one', 'ключ✓']).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SlotLockException);
+    expect((error as SlotLockException).getLockMap()).toEqual({ 'ключ✓': 'PHID-DRYL-phorgeowner0000000' });
+    expect(await service.isLockFree('free-one')).toBe(true);
+  });
+
+  test("the entity reads Phorge's rows as strings", async () => {
+    await insertAsPhorge('PHID-DRYL-phorgeowner0000000', ['dog']);
+    const [row] = await dataSource.getRepository(DrydockSlotLock).find();
+    expect(row).toEqual(
+      Object.assign(new DrydockSlotLock(), {
+        id: expect.any(Number),
+        ownerPHID: 'PHID-DRYL-phorgeowner0000000',
+        lockIndex: 'Aliif7Qjd5ct',
+        lockKey: 'dog',
+      }),
+    );
+  });
+
+  test("the package's rows carry exactly Phorge's digests and bytes", async () => {
+    const keys = ['mylock(PHID-XYZQ-abc)', 'mylock(whatever).slot(2)', 'ключ✓', 'emoji 😀'];
+    await service.acquireLocks('PHID-DRYL-node', keys);
+    const rows = (await dataSource.query(
+      'SELECT HEX(ownerPHID) AS owner, CAST(lockIndex AS CHAR) AS lockIndex, HEX(lockKey) AS key_hex FROM drydock_slotlock',
+    )) as Array<{ owner: string; lockIndex: string; key_hex: string }>;
+    expect(rows).toHaveLength(keys.length);
+    for (const row of rows) {
+      const key = Buffer.from(row.key_hex, 'hex').toString('utf8');
+      expect(keys).toContain(key);
+      expect(row.lockIndex).toBe(digestForIndex(key));
+      expect(row.key_hex).toBe(Buffer.from(key, 'utf8').toString('hex').toUpperCase());
+      expect(row.owner).toBe(Buffer.from('PHID-DRYL-node').toString('hex').toUpperCase());
+    }
+    expect(rows.find((row) => Buffer.from(row.key_hex, 'hex').toString() === 'mylock(PHID-XYZQ-abc)')?.lockIndex).toBe(
+      '3jOUaNzWcHJU',
+    );
+  });
+
+  test('a Phorge-side release (DELETE by owner) frees what the package took', async () => {
+    await service.acquireLocks('PHID-DRYL-node', ['shared(1)']);
+    await dataSource.query('DELETE FROM drydock_slotlock WHERE ownerPHID = ?', ['PHID-DRYL-node']);
+    expect(await allRows(dataSource)).toEqual([]);
+    await expect(service.acquireLocks('PHID-DRYL-other', ['shared(1)'])).resolves.toBeUndefined();
+  });
+
+  test('a colliding digest counts as held, and the stored key says by which name', async () => {
+    // Forge a Phorge row whose index is the digest of our key but whose key differs.
+    await dataSource.query('INSERT INTO drydock_slotlock (ownerPHID, lockIndex, lockKey) VALUES (?, ?, ?)', [
+      'PHID-DRYL-elsewhere',
+      digestForIndex('ours'),
+      'theirs',
+    ]);
+    const error = (await service.acquireLocks('PHID-DRYL-node', ['ours']).catch((e: unknown) => e)) as SlotLockException;
+    expect(error).toBeInstanceOf(SlotLockException);
+    expect(error.getLockMap()).toEqual({ theirs: 'PHID-DRYL-elsewhere' });
+  });
+});

@@ -1,0 +1,295 @@
+import type { DataSource } from 'typeorm';
+import { DrydockSlotLock, SlotLockException, SlotLockService, digestForIndex } from '../../src';
+import { allRows, freshDataSource } from '../support/database';
+import { QueryLog } from '../support/query-log';
+
+const OWNER = 'PHID-DRYL-owner0000000000000';
+const OTHER = 'PHID-DRYL-other0000000000000';
+
+describe('SPEC 4 the service', () => {
+  let dataSource: DataSource;
+  let service: SlotLockService;
+  const queryLog = new QueryLog();
+
+  beforeAll(async () => {
+    dataSource = await freshDataSource('service', { logger: queryLog, logging: true });
+    service = new SlotLockService(dataSource);
+  });
+  afterAll(async () => {
+    await dataSource?.destroy();
+  });
+  beforeEach(async () => {
+    await dataSource.query('DELETE FROM drydock_slotlock');
+    queryLog.clear();
+  });
+
+  describe('4.1 acquireLocks', () => {
+    test('takes every lock', async () => {
+      await service.acquireLocks(OWNER, ['host(1)', 'host(2)']);
+      expect((await allRows(dataSource)).map((row) => [row.ownerPHID, row.lockKey]).sort()).toEqual([
+        [OWNER, 'host(1)'],
+        [OWNER, 'host(2)'],
+      ]);
+    });
+
+    test('no keys: resolves without any query', async () => {
+      await expect(service.acquireLocks(OWNER, [])).resolves.toBeUndefined();
+      expect(queryLog.queries).toEqual([]);
+    });
+
+    test('duplicate keys in one call count once', async () => {
+      await service.acquireLocks(OWNER, ['dup', 'dup', 'other', 'dup']);
+      expect((await allRows(dataSource)).map((row) => row.lockKey).sort()).toEqual(['dup', 'other']);
+    });
+
+    test('inserts in lock-index order, whatever order the keys came in', async () => {
+      const keys = Array.from({ length: 30 }, (_, i) => `order(${i})`);
+      await service.acquireLocks(OWNER, [...keys].reverse());
+      await service.releaseLocks(OWNER);
+      await service.acquireLocks(OWNER, keys);
+      const inserts = queryLog.matching('INSERT');
+      expect(inserts).toHaveLength(2);
+      const sortedIndexes = keys.map(digestForIndex).sort();
+      for (const insert of inserts) {
+        const indexes = insert.params.filter((_, i) => i % 3 === 1);
+        expect(indexes).toEqual(sortedIndexes);
+      }
+    });
+
+    test('accepts any iterable of keys, such as a Set', async () => {
+      await service.acquireLocks(OWNER, new Set(['set(1)', 'set(2)']));
+      expect(await service.areLocksFree(['set(1)'])).toBe(false);
+    });
+
+    test('SQL text in keys and owners is data', async () => {
+      const key = "x'); DROP TABLE drydock_slotlock; --";
+      const owner = "o' OR '1'='1";
+      await service.acquireLocks(owner, [key, 'back\\slash"quote`tick']);
+      expect((await allRows(dataSource)).map((row) => [row.ownerPHID, row.lockKey]).sort()).toEqual([
+        [owner, 'back\\slash"quote`tick'],
+        [owner, key],
+      ]);
+      expect(await service.releaseLocks(owner)).toBe(2);
+    });
+  });
+
+  describe('4.2 conflict', () => {
+    test('rejects with SlotLockException naming each held key and its owner; takes nothing', async () => {
+      await service.acquireLocks(OTHER, ['k1', 'k2']);
+      const error = (await service.acquireLocks(OWNER, ['k0', 'k1', 'k2', 'k3']).catch((e: unknown) => e)) as SlotLockException;
+
+      expect(error).toBeInstanceOf(SlotLockException);
+      expect(error).toBeInstanceOf(Error);
+      expect(error.name).toBe('SlotLockException');
+      expect(error.failure).toBe('held');
+      expect(error.getLockMap()).toEqual({ k1: OTHER, k2: OTHER });
+      const entries = ['k1', 'k2'].sort((a, b) => (digestForIndex(a) < digestForIndex(b) ? -1 : 1));
+      expect(error.message).toBe(
+        `Unable to acquire slot locks: ${entries.map((k) => `"${k}" (owned by "${OTHER}")`).join(', ')}.`,
+      );
+      expect((error.cause as { errno?: number }).errno).toBe(1062);
+      expect(await service.loadLocks(OWNER)).toEqual([]);
+    });
+
+    test('locks are not re-entrant: the same owner conflicts with itself', async () => {
+      await service.acquireLocks(OWNER, ['mine']);
+      const error = (await service.acquireLocks(OWNER, ['mine']).catch((e: unknown) => e)) as SlotLockException;
+      expect(error).toBeInstanceOf(SlotLockException);
+      expect(error.getLockMap()).toEqual({ mine: OWNER });
+      expect(await service.loadLocks(OWNER)).toHaveLength(1);
+    });
+
+    test('the message for an empty lock map is Phorge’s short one', () => {
+      const error = new SlotLockException({ failure: 'held', lockMap: {} });
+      expect(error.message).toBe('Unable to acquire slot locks.');
+      expect(error.getLockMap()).toEqual({});
+    });
+
+    test('getLockMap returns a copy, and keys like __proto__ stay plain data', () => {
+      const error = new SlotLockException({ failure: 'held', lockMap: Object.fromEntries([['__proto__', 'o']]) });
+      const map = error.getLockMap();
+      expect(Object.keys(map)).toEqual(['__proto__']);
+      map.extra = 'x';
+      expect(error.getLockMap()).toEqual(Object.fromEntries([['__proto__', 'o']]));
+    });
+  });
+
+  describe('4.3 other errors pass through', () => {
+    test('a missing table is TypeORM’s own error, not a SlotLockException', async () => {
+      const elsewhere = new SlotLockService(dataSource, { tableName: 'no_such_table' });
+      const error = await elsewhere.acquireLocks(OWNER, ['k']).catch((e: unknown) => e);
+      expect(error).not.toBeInstanceOf(SlotLockException);
+      expect((error as { errno?: number }).errno).toBe(1146);
+      expect((error as Error).constructor.name).toBe('QueryFailedError');
+    });
+  });
+
+  describe('4.5 releaseLocks', () => {
+    test('deletes every lock of the owner, resolves to the count, leaves others alone', async () => {
+      await service.acquireLocks(OWNER, ['a', 'b', 'c']);
+      await service.acquireLocks(OTHER, ['d']);
+      expect(await service.releaseLocks(OWNER)).toBe(3);
+      expect(await service.releaseLocks(OWNER)).toBe(0);
+      expect((await allRows(dataSource)).map((row) => row.lockKey)).toEqual(['d']);
+    });
+  });
+
+  describe('4.6 reading locks', () => {
+    test('loadLocks returns the owner’s entities', async () => {
+      await service.acquireLocks(OWNER, ['a', 'b']);
+      const locks = await service.loadLocks(OWNER);
+      expect(locks.every((lock) => lock instanceof DrydockSlotLock)).toBe(true);
+      expect(locks.map((lock) => [lock.ownerPHID, lock.lockKey, lock.lockIndex]).sort()).toEqual([
+        [OWNER, 'a', digestForIndex('a')],
+        [OWNER, 'b', digestForIndex('b')],
+      ]);
+    });
+
+    test('loadHeldLocks finds held keys only, and sends no query for no keys', async () => {
+      await service.acquireLocks(OWNER, ['a']);
+      expect((await service.loadHeldLocks(['a', 'z'])).map((lock) => lock.lockKey)).toEqual(['a']);
+      queryLog.clear();
+      expect(await service.loadHeldLocks([])).toEqual([]);
+      expect(queryLog.queries).toEqual([]);
+    });
+
+    test('isLockFree and areLocksFree', async () => {
+      await service.acquireLocks(OWNER, ['a']);
+      expect(await service.isLockFree('a')).toBe(false);
+      expect(await service.isLockFree('z')).toBe(true);
+      expect(await service.areLocksFree(['y', 'z'])).toBe(true);
+      expect(await service.areLocksFree(['z', 'a'])).toBe(false);
+    });
+  });
+
+  describe('4.7 acquireSlot', () => {
+    test('takes one free slot of the family, and names it', async () => {
+      await service.acquireLocks(OTHER, ['licence.slot(0)', 'licence.slot(2)']);
+      const taken = await service.acquireSlot(OWNER, 'licence', 3);
+      expect(taken).toEqual({ slot: 1, lockKey: 'licence.slot(1)' });
+      expect((await service.loadLocks(OWNER)).map((lock) => lock.lockKey)).toEqual(['licence.slot(1)']);
+    });
+
+    test('rejects with SlotLockException listing the holders when every slot is held', async () => {
+      await service.acquireSlot('PHID-A', 'pool', 2);
+      await service.acquireSlot('PHID-B', 'pool', 2);
+      const error = (await service.acquireSlot(OWNER, 'pool', 2).catch((e: unknown) => e)) as SlotLockException;
+      expect(error).toBeInstanceOf(SlotLockException);
+      expect(Object.keys(error.getLockMap()).sort()).toEqual(['pool.slot(0)', 'pool.slot(1)']);
+      expect(Object.values(error.getLockMap()).sort()).toEqual(['PHID-A', 'PHID-B']);
+      expect(await service.loadLocks(OWNER)).toEqual([]);
+    });
+
+    test('spreads callers over the slots at random', async () => {
+      const seen = new Set<number>();
+      for (let i = 0; i < 40 && seen.size < 4; i += 1) {
+        const { slot } = await service.acquireSlot(OWNER, 'spread', 4);
+        seen.add(slot);
+        await service.releaseLocks(OWNER);
+      }
+      expect(seen.size).toBe(4);
+    });
+  });
+
+  describe('4.8 commitWithLocks', () => {
+    beforeAll(async () => {
+      await dataSource.query(
+        'CREATE TABLE IF NOT EXISTS resource (id INT AUTO_INCREMENT PRIMARY KEY, binding VARCHAR(64) NOT NULL)',
+      );
+      await dataSource.query(
+        'CREATE TABLE IF NOT EXISTS failure_log (id INT AUTO_INCREMENT PRIMARY KEY, message TEXT NOT NULL)',
+      );
+    });
+    beforeEach(async () => {
+      await dataSource.query('DELETE FROM resource');
+      await dataSource.query('DELETE FROM failure_log');
+    });
+
+    test('commits the work and the locks together, resolving to what work returned', async () => {
+      const result = await service.commitWithLocks(OWNER, ['binding(1)'], async (manager) => {
+        await manager.query('INSERT INTO resource (binding) VALUES (?)', ['binding(1)']);
+        return 'allocated';
+      });
+      expect(result).toBe('allocated');
+      expect(await dataSource.query('SELECT binding FROM resource')).toEqual([{ binding: 'binding(1)' }]);
+      expect((await service.loadLocks(OWNER)).map((lock) => lock.lockKey)).toEqual(['binding(1)']);
+    });
+
+    test('when work fails, neither the locks nor the work remain', async () => {
+      const failure = new Error('allocation failed');
+      await expect(
+        service.commitWithLocks(OWNER, ['binding(2)'], async (manager) => {
+          await manager.query('INSERT INTO resource (binding) VALUES (?)', ['binding(2)']);
+          throw failure;
+        }),
+      ).rejects.toBe(failure);
+      expect(await dataSource.query('SELECT * FROM resource')).toEqual([]);
+      expect(await service.isLockFree('binding(2)')).toBe(true);
+    });
+
+    test('on conflict: rolls back, runs onConflict outside the rolled-back transaction, rejects', async () => {
+      await service.acquireLocks(OTHER, ['binding(3)']);
+      let workRan = false;
+      const error = (await service
+        .commitWithLocks(
+          OWNER,
+          ['binding(3)'],
+          () => {
+            workRan = true;
+          },
+          {
+            onConflict: async (exception) => {
+              await dataSource.query('INSERT INTO failure_log (message) VALUES (?)', [exception.message]);
+            },
+          },
+        )
+        .catch((e: unknown) => e)) as SlotLockException;
+      expect(error).toBeInstanceOf(SlotLockException);
+      expect(error.getLockMap()).toEqual({ 'binding(3)': OTHER });
+      expect(workRan).toBe(false);
+      expect(await dataSource.query('SELECT message FROM failure_log')).toEqual([{ message: error.message }]);
+      expect(await service.loadLocks(OWNER)).toEqual([]);
+    });
+
+    test('a duplicate key in the work’s own tables is not reported as a slot lock conflict', async () => {
+      await dataSource.query('CREATE TABLE IF NOT EXISTS uniq (v INT PRIMARY KEY)');
+      await dataSource.query('DELETE FROM uniq');
+      await dataSource.query('INSERT INTO uniq VALUES (1)');
+      const error = await service
+        .commitWithLocks(OWNER, ['binding(4)'], (manager) => manager.query('INSERT INTO uniq VALUES (1)'))
+        .catch((e: unknown) => e);
+      expect(error).not.toBeInstanceOf(SlotLockException);
+      expect((error as { errno?: number }).errno).toBe(1062);
+      expect(await service.isLockFree('binding(4)')).toBe(true);
+    });
+  });
+
+  describe('4.9 withLocks', () => {
+    test('holds the locks while fn runs, releases them after', async () => {
+      const result = await service.withLocks(OWNER, ['deploy'], async () => {
+        expect(await service.isLockFree('deploy')).toBe(false);
+        return 7;
+      });
+      expect(result).toBe(7);
+      expect(await service.isLockFree('deploy')).toBe(true);
+    });
+
+    test('releases when fn throws, and passes the error on', async () => {
+      const failure = new Error('boom');
+      await expect(
+        service.withLocks(OWNER, ['deploy'], () => {
+          throw failure;
+        }),
+      ).rejects.toBe(failure);
+      expect(await service.isLockFree('deploy')).toBe(true);
+    });
+
+    test('does not run fn when a lock is held', async () => {
+      await service.acquireLocks(OTHER, ['deploy']);
+      const fn = jest.fn();
+      await expect(service.withLocks(OWNER, ['deploy'], fn)).rejects.toBeInstanceOf(SlotLockException);
+      expect(fn).not.toHaveBeenCalled();
+      expect(await service.isLockFree('deploy')).toBe(false);
+    });
+  });
+});

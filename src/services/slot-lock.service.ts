@@ -119,12 +119,14 @@ export class SlotLockService {
       await this.#acquireInCallerTransaction(manager.queryRunner!, owner, locks);
       return;
     }
+    let attempts = 0;
     try {
-      await retryOnContention(retry, (error) => this.#isContention(error), () =>
-        this.#withRunner((runner) => this.#acquireOnOwnRunner(runner, owner, locks)),
-      );
+      await retryOnContention(retry, (error) => this.#isContention(error), (attemptNumber) => {
+        attempts = attemptNumber;
+        return this.#withRunner((runner) => this.#acquireOnOwnRunner(runner, owner, locks));
+      });
     } catch (error) {
-      throw await this.#translateAcquireError(error, locks);
+      throw await this.#translateAcquireError(error, locks, attempts);
     }
   }
 
@@ -281,7 +283,7 @@ export class SlotLockService {
       );
     } catch (error) {
       const translated =
-        error instanceof ContentionExhausted ? await this.#translateAcquireError(error, locks) : error;
+        error instanceof ContentionExhausted ? await this.#translateAcquireError(error, locks, error.attempts) : error;
       if (translated instanceof SlotLockException && options.onConflict !== undefined) {
         await options.onConflict(translated);
       }
@@ -407,7 +409,7 @@ export class SlotLockService {
   }
 
   /** Turns what an acquisition threw into what its caller gets (SPEC 4.2 to 4.4). */
-  async #translateAcquireError(error: unknown, locks: readonly RequestedLock[]): Promise<unknown> {
+  async #translateAcquireError(error: unknown, locks: readonly RequestedLock[], attempts: number): Promise<unknown> {
     if (error instanceof ContentionExhausted) {
       return new SlotLockException({
         failure: 'contention',
@@ -417,7 +419,12 @@ export class SlotLockService {
       });
     }
     if (this.#dialect.classify(error) === 'conflict') {
-      return new SlotLockException({ failure: 'held', lockMap: await this.#readLockMap(locks), cause: error });
+      return new SlotLockException({
+        failure: 'held',
+        lockMap: await this.#readLockMap(locks),
+        attempts,
+        cause: error,
+      });
     }
     return error;
   }

@@ -1,0 +1,174 @@
+import * as path from 'node:path';
+import type { DataSource } from 'typeorm';
+import { allRows, freshDataSource, testDatabaseName } from '../support/database';
+import { bigKey, raceKey, type RaceWorkerConfig, type RaceWorkerResult } from '../support/race-worker';
+import { killWorkers, spawnWorkers } from '../support/spawn-workers';
+
+const LABEL = 'race';
+const DATABASE = testDatabaseName(LABEL);
+const WORKER_FILE = path.join(__dirname, '..', 'support', 'race-worker.ts');
+
+/** Sums the counters of every worker, and gathers their samples. */
+function total(results: readonly RaceWorkerResult[]) {
+  const sum = (pick: (result: RaceWorkerResult) => number): number =>
+    results.reduce((acc, result) => acc + pick(result), 0);
+  return {
+    attempts: sum((r) => r.attempts),
+    successes: sum((r) => r.successes),
+    conflicts: sum((r) => r.conflicts),
+    conflictsHeld: sum((r) => r.conflictsHeld),
+    conflictsContention: sum((r) => r.conflictsContention),
+    conflictsEmptyLockMap: sum((r) => r.conflictsEmptyLockMap),
+    maxExceptionAttempts: Math.max(0, ...results.map((r) => r.maxExceptionAttempts)),
+    malformedConflicts: sum((r) => r.malformedConflicts),
+    escaped: sum((r) => r.escaped),
+    escapedDeadlocks: sum((r) => r.escapedDeadlocks),
+    partialSets: sum((r) => r.partialSets),
+    heldAfterConflict: sum((r) => r.heldAfterConflict),
+    releaseMismatches: sum((r) => r.releaseMismatches),
+    leftAfterRelease: sum((r) => r.leftAfterRelease),
+    observerScans: sum((r) => r.observerScans),
+    observerPartialSightings: sum((r) => r.observerPartialSightings),
+    elapsedMs: Math.max(0, ...results.map((r) => r.elapsedMs)),
+    escapedSamples: results.flatMap((r) => r.escapedSamples.map((sample) => ({ workerId: r.workerId, ...sample }))),
+    violationSamples: results.flatMap((r) => r.violationSamples),
+  };
+}
+
+/**
+ * Server-wide InnoDB counters: how many deadlocks and row-lock waits the race caused,
+ * i.e. whether the service's contention retries were exercised at all (server-wide, so
+ * other tests running at the same time add to them: logged, not asserted).
+ */
+async function innodbCounters(dataSource: DataSource): Promise<Record<string, number>> {
+  const rows = (await dataSource.query(
+    "SHOW GLOBAL STATUS WHERE Variable_name IN ('Innodb_deadlocks', 'Innodb_row_lock_waits')",
+  )) as Array<{ Variable_name: string; Value: string }>;
+  return Object.fromEntries(rows.map((row) => [row.Variable_name, Number(row.Value)]));
+}
+
+async function innodbDelta(dataSource: DataSource, before: Record<string, number>): Promise<Record<string, number>> {
+  const after = await innodbCounters(dataSource);
+  return Object.fromEntries(Object.entries(after).map(([name, value]) => [name, value - (before[name] ?? 0)]));
+}
+
+function log(
+  title: string,
+  totals: ReturnType<typeof total>,
+  results: readonly RaceWorkerResult[],
+  server: Record<string, number>,
+): void {
+  const { escapedSamples, violationSamples, ...counts } = totals;
+  const perWorker = results.map((r) => `w${r.workerId}: ${r.successes} ok / ${r.conflicts} conflicts / ${r.escaped} escaped`);
+  console.log(
+    `${title}\n${JSON.stringify(counts, null, 2)}\n${perWorker.join('\n')}\nserver (global) during the race: ${JSON.stringify(server)}` +
+      (escapedSamples.length > 0 ? `\nescaped: ${JSON.stringify(escapedSamples, null, 2)}` : '') +
+      (violationSamples.length > 0 ? `\nviolations: ${JSON.stringify(violationSamples, null, 2)}` : ''),
+  );
+}
+
+/** The assertions both tests share: nothing escaped, no set held in part, nothing left over. */
+function expectSpecHeld(totals: ReturnType<typeof total>): void {
+  // Compared as objects so that a failure prints the recorded errors themselves.
+  expect({ escaped: totals.escaped, samples: totals.escapedSamples }).toEqual({ escaped: 0, samples: [] });
+  expect({
+    partialSets: totals.partialSets,
+    heldAfterConflict: totals.heldAfterConflict,
+    observerPartialSightings: totals.observerPartialSightings,
+    releaseMismatches: totals.releaseMismatches,
+    leftAfterRelease: totals.leftAfterRelease,
+    malformedConflicts: totals.malformedConflicts,
+    samples: totals.violationSamples,
+  }).toEqual({
+    partialSets: 0,
+    heldAfterConflict: 0,
+    observerPartialSightings: 0,
+    releaseMismatches: 0,
+    leftAfterRelease: 0,
+    malformedConflicts: 0,
+    samples: [],
+  });
+}
+
+describe('SPEC 4.1/4.4 multi-process race', () => {
+  let dataSource: DataSource;
+
+  beforeAll(async () => {
+    dataSource = await freshDataSource(LABEL);
+  });
+
+  beforeEach(async () => {
+    // Each test starts from an empty table even if the one before it failed.
+    await dataSource.query('DELETE FROM drydock_slotlock');
+  });
+
+  afterEach(() => {
+    // A test that timed out must not leave workers racing behind it.
+    killWorkers();
+  });
+
+  afterAll(async () => {
+    killWorkers();
+    await dataSource?.destroy();
+  });
+
+  it('8 callers in 4 processes on overlapping sets of 2-4 keys out of 10: all or nothing, no raw deadlock, nothing left', async () => {
+    const keyPool = Array.from({ length: 10 }, (_, i) => raceKey(i));
+    const configs: RaceWorkerConfig[] = Array.from({ length: 4 }, (_, workerId) => ({
+      database: DATABASE,
+      workerId,
+      durationMs: 4000,
+      loops: 2,
+      poolSize: 4,
+      holdMaxMs: 3,
+      random: { keyPool, minKeys: 2, maxKeys: 4, duplicateChance: 0.2 },
+      ...(workerId === 0 ? { observeEveryMs: 2 } : {}),
+    }));
+
+    const before = await innodbCounters(dataSource);
+    const results = await spawnWorkers<RaceWorkerConfig, RaceWorkerResult>({
+      file: WORKER_FILE,
+      configs,
+      barrier: true,
+      timeoutMs: 90_000,
+    });
+    const totals = total(results);
+    log('race: 4 processes x 2 callers, 2-4 of 10 keys', totals, results, await innodbDelta(dataSource, before));
+
+    expect(totals.successes).toBeGreaterThan(0);
+    expect(totals.conflicts).toBeGreaterThan(0); // there was contention to survive
+    expectSpecHeld(totals);
+    expect(totals.observerScans).toBeGreaterThan(0);
+    expect(await allRows(dataSource)).toEqual([]);
+  });
+
+  it('2 processes on 200-key sets sharing 100 keys, in opposite orders: all or nothing, no raw deadlock, nothing left', async () => {
+    const first = Array.from({ length: 200 }, (_, i) => bigKey(i)); // big(0)..big(199)
+    const second = Array.from({ length: 200 }, (_, i) => bigKey(299 - i)); // big(299)..big(100): shares big(100..199), reversed
+    const configs: RaceWorkerConfig[] = [first, second].map((fixedKeys, workerId) => ({
+      database: DATABASE,
+      workerId,
+      durationMs: 4000,
+      maxCycles: 2000,
+      loops: 1,
+      poolSize: 3,
+      holdMaxMs: 3,
+      fixedKeys,
+      ...(workerId === 0 ? { observeEveryMs: 2 } : {}),
+    }));
+
+    const before = await innodbCounters(dataSource);
+    const results = await spawnWorkers<RaceWorkerConfig, RaceWorkerResult>({
+      file: WORKER_FILE,
+      configs,
+      barrier: true,
+      timeoutMs: 90_000,
+    });
+    const totals = total(results);
+    log('race: 2 processes, 200-key sets sharing 100', totals, results, await innodbDelta(dataSource, before));
+
+    expect(totals.successes).toBeGreaterThan(0);
+    expectSpecHeld(totals);
+    expect(await allRows(dataSource)).toEqual([]);
+  });
+});

@@ -1,10 +1,6 @@
 export { DrydockSlotLock } from './entities/drydock-slot-lock.entity';
 export { digestForIndex, LOCK_INDEX_LENGTH } from './hash/digest-for-index';
-export {
-  SlotLockException,
-  type SlotLockExceptionDetails,
-  type SlotLockFailure,
-} from './errors/slot-lock.exception';
+export { SlotLockException, type SlotLockExceptionDetails, type SlotLockFailure } from './errors/slot-lock.exception';
 export { SlotLockService, type AcquiredSlot, type CommitWithLocksOptions } from './services/slot-lock.service';
 export {
   DEFAULT_RETRY,

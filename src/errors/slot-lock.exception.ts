@@ -43,10 +43,7 @@ export class SlotLockException extends Error {
   readonly #lockMap: Readonly<Record<string, string>>;
 
   constructor(details: SlotLockExceptionDetails) {
-    super(
-      formatMessage(details),
-      details.cause === undefined ? undefined : { cause: details.cause },
-    );
+    super(formatMessage(details), details.cause === undefined ? undefined : { cause: details.cause });
     this.failure = details.failure;
     this.transactionRolledBack = details.transactionRolledBack ?? false;
     this.attempts = details.attempts ?? 1;
@@ -65,9 +62,7 @@ function formatMessage(details: SlotLockExceptionDetails): string {
   let message =
     entries.length === 0
       ? 'Unable to acquire slot locks.'
-      : `Unable to acquire slot locks: ${entries
-          .map(([key, owner]) => `"${key}" (owned by "${owner}")`)
-          .join(', ')}.`;
+      : `Unable to acquire slot locks: ${entries.map(([key, owner]) => `"${key}" (owned by "${owner}")`).join(', ')}.`;
   if (details.failure === 'contention') {
     const attempts = details.attempts ?? 1;
     message += ` Gave up under lock contention (deadlock or lock-wait timeout) after ${attempts} attempt${attempts === 1 ? '' : 's'}.`;

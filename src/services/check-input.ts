@@ -55,11 +55,7 @@ export function checkLockKey(lockKey: unknown, maxKeyBytes: number, argumentName
  * Checks a list of keys and turns it into the locks to take: duplicates counted once,
  * sorted by lock index so that every caller inserts overlapping sets in the same order.
  */
-export function prepareLocks(
-  lockKeys: unknown,
-  maxKeyBytes: number,
-  argumentName = 'lockKeys',
-): RequestedLock[] {
+export function prepareLocks(lockKeys: unknown, maxKeyBytes: number, argumentName = 'lockKeys'): RequestedLock[] {
   const keys = toKeyArray(lockKeys, argumentName);
   const byIndex = new Map<string, RequestedLock>();
   keys.forEach((key, position) => {

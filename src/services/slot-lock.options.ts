@@ -102,7 +102,9 @@ export function resolveRetry(
   }
   for (const field of ['baseDelayMs', 'maxDelayMs'] as const) {
     if (typeof retry[field] !== 'number' || !Number.isFinite(retry[field]) || retry[field] < 0) {
-      throw new RangeError(`${argumentName}.${field} must be a finite number of at least 0, got ${String(retry[field])}`);
+      throw new RangeError(
+        `${argumentName}.${field} must be a finite number of at least 0, got ${String(retry[field])}`,
+      );
     }
   }
   return Object.freeze(retry);

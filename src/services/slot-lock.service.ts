@@ -69,11 +69,7 @@ export class SlotLockService {
    * @param options - see {@link SlotLockServiceOptions}; every field has a default.
    */
   constructor(dataSource: DataSource, options: SlotLockServiceOptions = {}) {
-    if (
-      typeof dataSource !== 'object' ||
-      dataSource === null ||
-      typeof dataSource.createQueryRunner !== 'function'
-    ) {
+    if (typeof dataSource !== 'object' || dataSource === null || typeof dataSource.createQueryRunner !== 'function') {
       throw new TypeError('dataSource must be a TypeORM DataSource');
     }
     this.#dataSource = dataSource;
@@ -104,11 +100,7 @@ export class SlotLockService {
    * }
    * ```
    */
-  async acquireLocks(
-    ownerPHID: string,
-    lockKeys: Iterable<string>,
-    options: SlotLockCallOptions = {},
-  ): Promise<void> {
+  async acquireLocks(ownerPHID: string, lockKeys: Iterable<string>, options: SlotLockCallOptions = {}): Promise<void> {
     const owner = checkOwner(ownerPHID);
     const locks = prepareLocks(lockKeys, this.#options.maxKeyBytes);
     const retry = this.#retryFor(options);
@@ -121,10 +113,14 @@ export class SlotLockService {
     }
     let attempts = 0;
     try {
-      await retryOnContention(retry, (error) => this.#isContention(error), (attemptNumber) => {
-        attempts = attemptNumber;
-        return this.#withRunner((runner) => this.#acquireOnOwnRunner(runner, owner, locks));
-      });
+      await retryOnContention(
+        retry,
+        (error) => this.#isContention(error),
+        (attemptNumber) => {
+          attempts = attemptNumber;
+          return this.#withRunner((runner) => this.#acquireOnOwnRunner(runner, owner, locks));
+        },
+      );
     } catch (error) {
       throw await this.#translateAcquireError(error, locks, attempts);
     }
@@ -150,8 +146,10 @@ export class SlotLockService {
       return (await manager.queryRunner!.query(sql, [...params], true)).affected ?? 0;
     }
     try {
-      return await retryOnContention(retry, (error) => this.#isContention(error), () =>
-        this.#withRunner(async (runner) => (await runner.query(sql, [...params], true)).affected ?? 0),
+      return await retryOnContention(
+        retry,
+        (error) => this.#isContention(error),
+        () => this.#withRunner(async (runner) => (await runner.query(sql, [...params], true)).affected ?? 0),
       );
     } catch (error) {
       // A release has no lock map to report: the driver's own error says what happened.
@@ -265,8 +263,7 @@ export class SlotLockService {
       return await retryOnContention(
         retry,
         // A nested acquireLocks({ manager }) that met a deadlock reports it as a SlotLockException.
-        (error) =>
-          this.#isContention(error) || (error instanceof SlotLockException && error.transactionRolledBack),
+        (error) => this.#isContention(error) || (error instanceof SlotLockException && error.transactionRolledBack),
         () =>
           this.#withRunner(async (runner) => {
             await runner.startTransaction();
@@ -390,7 +387,11 @@ export class SlotLockService {
     }
   }
 
-  async #insertStatements(runner: QueryRunner, owner: string, locks: readonly RequestedLock[]): Promise<SqlStatement[]> {
+  async #insertStatements(
+    runner: QueryRunner,
+    owner: string,
+    locks: readonly RequestedLock[],
+  ): Promise<SqlStatement[]> {
     const dialect = this.#dialect;
     const rows = locks.map((lock) => ({ ownerPHID: owner, lockIndex: lock.lockIndex, lockKey: lock.lockKey }));
     const budget = (await this.#readMaxStatementBytes(runner)) - STATEMENT_OVERHEAD_BYTES;

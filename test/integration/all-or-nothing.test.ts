@@ -13,9 +13,9 @@ const bigKeys = Array.from({ length: 20_000 }, (_, i) => `bulk(${i})`.padEnd(102
 const lastKey = [...bigKeys].sort((a, b) => (digestForIndex(a) < digestForIndex(b) ? -1 : 1)).at(-1)!;
 
 async function countOwned(db: Pick<DataSource, 'query'>, owner: string): Promise<number> {
-  const [row] = (await db.query('SELECT COUNT(*) AS n FROM drydock_slotlock WHERE ownerPHID = ?', [
-    owner,
-  ])) as Array<{ n: string }>;
+  const [row] = (await db.query('SELECT COUNT(*) AS n FROM drydock_slotlock WHERE ownerPHID = ?', [owner])) as Array<{
+    n: string;
+  }>;
   return Number(row!.n);
 }
 

@@ -9,39 +9,124 @@ const LONE_LOW = '\uDC00key';
 const OWNER_65_BYTES = 'P'.repeat(65);
 const OWNER_64_BYTES_MULTIBYTE = 'é'.repeat(32); // 64 UTF-8 bytes, 32 characters
 
-type Case = [label: string, call: (service: SlotLockService) => Promise<unknown>, error: ErrorConstructor, message: RegExp];
+type Case = [
+  label: string,
+  call: (service: SlotLockService) => Promise<unknown>,
+  error: ErrorConstructor,
+  message: RegExp,
+];
 
 /** Every bad input of SPEC 5, through every public method that takes it. */
 const CASES: Case[] = [
-  ['owner not a string', (s) => s.acquireLocks(42 as unknown as string, ['k']), TypeError, /^ownerPHID must be a string, got number/],
+  [
+    'owner not a string',
+    (s) => s.acquireLocks(42 as unknown as string, ['k']),
+    TypeError,
+    /^ownerPHID must be a string, got number/,
+  ],
   ['owner null', (s) => s.releaseLocks(null as unknown as string), TypeError, /^ownerPHID must be a string, got null/],
   ['owner empty', (s) => s.acquireLocks('', ['k']), RangeError, /^ownerPHID must not be empty/],
-  ['owner of 65 bytes', (s) => s.acquireLocks(OWNER_65_BYTES, ['k']), RangeError, /^ownerPHID must be at most 64 UTF-8 bytes .*got 65/],
-  ['owner of 66 bytes in 33 characters', (s) => s.acquireLocks('é'.repeat(33), ['k']), RangeError, /^ownerPHID must be at most 64 UTF-8 bytes/],
-  ['owner with a lone surrogate', (s) => s.acquireLocks('PHID\uD800', ['k']), RangeError, /^ownerPHID must not contain a lone UTF-16 surrogate/],
-  ['keys as one string', (s) => s.acquireLocks(OWNER, 'k' as unknown as string[]), TypeError, /^lockKeys must be an array of strings, got a string/],
-  ['keys not iterable', (s) => s.acquireLocks(OWNER, 7 as unknown as string[]), TypeError, /^lockKeys must be an array/],
-  ['a key not a string', (s) => s.acquireLocks(OWNER, ['ok', 5 as unknown as string]), TypeError, /^lockKeys\[1\] must be a string, got number/],
+  [
+    'owner of 65 bytes',
+    (s) => s.acquireLocks(OWNER_65_BYTES, ['k']),
+    RangeError,
+    /^ownerPHID must be at most 64 UTF-8 bytes .*got 65/,
+  ],
+  [
+    'owner of 66 bytes in 33 characters',
+    (s) => s.acquireLocks('é'.repeat(33), ['k']),
+    RangeError,
+    /^ownerPHID must be at most 64 UTF-8 bytes/,
+  ],
+  [
+    'owner with a lone surrogate',
+    (s) => s.acquireLocks('PHID\uD800', ['k']),
+    RangeError,
+    /^ownerPHID must not contain a lone UTF-16 surrogate/,
+  ],
+  [
+    'keys as one string',
+    (s) => s.acquireLocks(OWNER, 'k' as unknown as string[]),
+    TypeError,
+    /^lockKeys must be an array of strings, got a string/,
+  ],
+  [
+    'keys not iterable',
+    (s) => s.acquireLocks(OWNER, 7 as unknown as string[]),
+    TypeError,
+    /^lockKeys must be an array/,
+  ],
+  [
+    'a key not a string',
+    (s) => s.acquireLocks(OWNER, ['ok', 5 as unknown as string]),
+    TypeError,
+    /^lockKeys\[1\] must be a string, got number/,
+  ],
   ['an empty key', (s) => s.acquireLocks(OWNER, ['ok', '']), RangeError, /^lockKeys\[1\] must not be empty/],
-  ['a lone high surrogate', (s) => s.acquireLocks(OWNER, [LONE_HIGH]), RangeError, /^lockKeys\[0\] must not contain a lone UTF-16 surrogate/],
-  ['a lone low surrogate', (s) => s.acquireLocks(OWNER, ['fine', LONE_LOW]), RangeError, /^lockKeys\[1\] must not contain a lone UTF-16 surrogate/],
-  ['a key over maxKeyBytes', (s) => s.acquireLocks(OWNER, ['x'.repeat(65536)]), RangeError, /^lockKeys\[0\] must be at most 65535 UTF-8 bytes/],
-  ['the last key bad, the first fine', (s) => s.acquireLocks(OWNER, ['fine', 'also fine', '']), RangeError, /^lockKeys\[2\]/],
+  [
+    'a lone high surrogate',
+    (s) => s.acquireLocks(OWNER, [LONE_HIGH]),
+    RangeError,
+    /^lockKeys\[0\] must not contain a lone UTF-16 surrogate/,
+  ],
+  [
+    'a lone low surrogate',
+    (s) => s.acquireLocks(OWNER, ['fine', LONE_LOW]),
+    RangeError,
+    /^lockKeys\[1\] must not contain a lone UTF-16 surrogate/,
+  ],
+  [
+    'a key over maxKeyBytes',
+    (s) => s.acquireLocks(OWNER, ['x'.repeat(65536)]),
+    RangeError,
+    /^lockKeys\[0\] must be at most 65535 UTF-8 bytes/,
+  ],
+  [
+    'the last key bad, the first fine',
+    (s) => s.acquireLocks(OWNER, ['fine', 'also fine', '']),
+    RangeError,
+    /^lockKeys\[2\]/,
+  ],
   ['limit zero', (s) => s.acquireSlot(OWNER, 'pool', 0), RangeError, /^limit must be a positive integer, got 0/],
   ['limit fractional', (s) => s.acquireSlot(OWNER, 'pool', 1.5), RangeError, /^limit must be a positive integer/],
   ['limit NaN', (s) => s.acquireSlot(OWNER, 'pool', Number.NaN), RangeError, /^limit must be a positive integer/],
-  ['limit a string', (s) => s.acquireSlot(OWNER, 'pool', '3' as unknown as number), TypeError, /^limit must be a number, got string/],
+  [
+    'limit a string',
+    (s) => s.acquireSlot(OWNER, 'pool', '3' as unknown as number),
+    TypeError,
+    /^limit must be a number, got string/,
+  ],
   ['limit too large', (s) => s.acquireSlot(OWNER, 'pool', 10_001), RangeError, /^limit must be at most 10000/],
   ['slot name empty', (s) => s.acquireSlot(OWNER, '', 2), RangeError, /^name must not be empty/],
   ['slot owner too long', (s) => s.acquireSlot(OWNER_65_BYTES, 'pool', 2), RangeError, /^ownerPHID must be at most 64/],
-  ['commitWithLocks key bad', (s) => s.commitWithLocks(OWNER, [''], () => 1), RangeError, /^lockKeys\[0\] must not be empty/],
-  ['commitWithLocks work missing', (s) => s.commitWithLocks(OWNER, ['k'], undefined as unknown as () => 1), TypeError, /^work must be a function/],
+  [
+    'commitWithLocks key bad',
+    (s) => s.commitWithLocks(OWNER, [''], () => 1),
+    RangeError,
+    /^lockKeys\[0\] must not be empty/,
+  ],
+  [
+    'commitWithLocks work missing',
+    (s) => s.commitWithLocks(OWNER, ['k'], undefined as unknown as () => 1),
+    TypeError,
+    /^work must be a function/,
+  ],
   ['withLocks owner bad', (s) => s.withLocks('', ['k'], () => 1), RangeError, /^ownerPHID must not be empty/],
   ['loadLocks owner bad', (s) => s.loadLocks(OWNER_65_BYTES), RangeError, /^ownerPHID must be at most 64/],
   ['loadHeldLocks key bad', (s) => s.loadHeldLocks([LONE_HIGH]), RangeError, /^lockKeys\[0\] must not contain a lone/],
   ['isLockFree key bad', (s) => s.isLockFree(3 as unknown as string), TypeError, /^lockKey must be a string/],
-  ['retry attempts zero', (s) => s.acquireLocks(OWNER, ['k'], { retry: { attempts: 0 } }), RangeError, /^options\.retry\.attempts must be an integer of at least 1/],
-  ['manager outside a transaction', (s) => s.acquireLocks(OWNER, ['k'], { manager: managerOutsideTransaction }), TypeError, /^options\.manager must be the EntityManager of a transaction/],
+  [
+    'retry attempts zero',
+    (s) => s.acquireLocks(OWNER, ['k'], { retry: { attempts: 0 } }),
+    RangeError,
+    /^options\.retry\.attempts must be an integer of at least 1/,
+  ],
+  [
+    'manager outside a transaction',
+    (s) => s.acquireLocks(OWNER, ['k'], { manager: managerOutsideTransaction }),
+    TypeError,
+    /^options\.manager must be the EntityManager of a transaction/,
+  ],
 ];
 
 let managerOutsideTransaction: DataSource['manager'];
@@ -89,9 +174,15 @@ describe('SPEC 5 bad input', () => {
   });
 
   test('bad options are refused when the service is made, naming the option', () => {
-    expect(() => new SlotLockService(dataSource, { maxKeyBytes: 0 })).toThrow(/^options\.maxKeyBytes must be a positive integer/);
-    expect(() => new SlotLockService(dataSource, { tableName: 'x; DROP TABLE y' })).toThrow(/^options\.tableName must be/);
-    expect(() => new SlotLockService(dataSource, { retry: { baseDelayMs: -1 } })).toThrow(/^options\.retry\.baseDelayMs/);
+    expect(() => new SlotLockService(dataSource, { maxKeyBytes: 0 })).toThrow(
+      /^options\.maxKeyBytes must be a positive integer/,
+    );
+    expect(() => new SlotLockService(dataSource, { tableName: 'x; DROP TABLE y' })).toThrow(
+      /^options\.tableName must be/,
+    );
+    expect(() => new SlotLockService(dataSource, { retry: { baseDelayMs: -1 } })).toThrow(
+      /^options\.retry\.baseDelayMs/,
+    );
     expect(() => new SlotLockService({} as DataSource)).toThrow(/^dataSource must be a TypeORM DataSource/);
   });
 
@@ -119,10 +210,13 @@ describe('SPEC 5 bad input', () => {
     test('the server really would cut a long owner silently', async () => {
       const [mode] = (await lax.query('SELECT @@SESSION.sql_mode AS mode')) as Array<{ mode: string }>;
       expect(mode!.mode).not.toMatch(/STRICT/);
-      await lax.query("INSERT INTO drydock_slotlock (ownerPHID, lockIndex, lockKey) VALUES (?, 'xxxxxxxxxxxx', 'probe')", [
-        OWNER_65_BYTES,
-      ]);
-      const [row] = (await lax.query("SELECT LENGTH(ownerPHID) AS n FROM drydock_slotlock WHERE lockKey = 'probe'")) as Array<{
+      await lax.query(
+        "INSERT INTO drydock_slotlock (ownerPHID, lockIndex, lockKey) VALUES (?, 'xxxxxxxxxxxx', 'probe')",
+        [OWNER_65_BYTES],
+      );
+      const [row] = (await lax.query(
+        "SELECT LENGTH(ownerPHID) AS n FROM drydock_slotlock WHERE lockKey = 'probe'",
+      )) as Array<{
         n: string;
       }>;
       expect(Number(row!.n)).toBe(64);

@@ -69,13 +69,17 @@ describe('SPEC 4.4 contention', () => {
   });
 
   test('when retries run out, the caller gets a SlotLockException, never the raw 1213', async () => {
-    const { outcome } = await provokeDeadlock(() => service.acquireLocks(OWNER, [FIRST, SECOND], { retry: { attempts: 1 } }));
+    const { outcome } = await provokeDeadlock(() =>
+      service.acquireLocks(OWNER, [FIRST, SECOND], { retry: { attempts: 1 } }),
+    );
     const error = (await outcome.catch((e: unknown) => e)) as SlotLockException;
     expect(error).toBeInstanceOf(SlotLockException);
     expect(error.failure).toBe('contention');
     expect(error.attempts).toBe(1);
     expect((error.cause as { errno?: number }).errno).toBe(1213);
-    expect(error.message).toMatch(/^Unable to acquire slot locks.* Gave up under lock contention .* after 1 attempt\.$/);
+    expect(error.message).toMatch(
+      /^Unable to acquire slot locks.* Gave up under lock contention .* after 1 attempt\.$/,
+    );
     expect(await service.loadLocks(OWNER)).toEqual([]);
   });
 

@@ -59,7 +59,9 @@ function log(
   server: Record<string, number>,
 ): void {
   const { escapedSamples, violationSamples, ...counts } = totals;
-  const perWorker = results.map((r) => `w${r.workerId}: ${r.successes} ok / ${r.conflicts} conflicts / ${r.escaped} escaped`);
+  const perWorker = results.map(
+    (r) => `w${r.workerId}: ${r.successes} ok / ${r.conflicts} conflicts / ${r.escaped} escaped`,
+  );
   console.log(
     `${title}\n${JSON.stringify(counts, null, 2)}\n${perWorker.join('\n')}\nserver (global) during the race: ${JSON.stringify(server)}` +
       (escapedSamples.length > 0 ? `\nescaped: ${JSON.stringify(escapedSamples, null, 2)}` : '') +

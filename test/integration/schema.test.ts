@@ -62,7 +62,9 @@ describe('SPEC 2 the table', () => {
       ['lockIndex', 'binary', '12', false],
       ['lockKey', 'longtext', '', false],
     ]);
-    expect(metadata.indices.map((index) => [index.name, index.isUnique, index.columns.map((c) => c.databaseName)])).toEqual(
+    expect(
+      metadata.indices.map((index) => [index.name, index.isUnique, index.columns.map((c) => c.databaseName)]),
+    ).toEqual(
       expect.arrayContaining([
         ['key_lock', true, ['lockIndex']],
         ['key_owner', false, ['ownerPHID']],
@@ -97,7 +99,10 @@ describe('SPEC 2.3 sharing a table with Phorge', () => {
   }
 
   test("Phorge's rows are seen as held, with their owner", async () => {
-    await insertAsPhorge('PHID-DRYL-phorgeowner0000000', ['workingcopy.lease(PHID-DRYR-aaaaaaaaaaaaaaaaaaaa)', 'ключ✓']);
+    await insertAsPhorge('PHID-DRYL-phorgeowner0000000', [
+      'workingcopy.lease(PHID-DRYR-aaaaaaaaaaaaaaaaaaaa)',
+      'ключ✓',
+    ]);
 
     expect(await service.isLockFree('workingcopy.lease(PHID-DRYR-aaaaaaaaaaaaaaaaaaaa)')).toBe(false);
     const error = await service.acquireLocks('PHID-DRYL-node', ['free-one', 'ключ✓']).catch((e: unknown) => e);
@@ -152,7 +157,9 @@ describe('SPEC 2.3 sharing a table with Phorge', () => {
       digestForIndex('ours'),
       'theirs',
     ]);
-    const error = (await service.acquireLocks('PHID-DRYL-node', ['ours']).catch((e: unknown) => e)) as SlotLockException;
+    const error = (await service
+      .acquireLocks('PHID-DRYL-node', ['ours'])
+      .catch((e: unknown) => e)) as SlotLockException;
     expect(error).toBeInstanceOf(SlotLockException);
     expect(error.getLockMap()).toEqual({ theirs: 'PHID-DRYL-elsewhere' });
   });

@@ -76,7 +76,9 @@ describe('SPEC 4 the service', () => {
   describe('4.2 conflict', () => {
     test('rejects with SlotLockException naming each held key and its owner; takes nothing', async () => {
       await service.acquireLocks(OTHER, ['k1', 'k2']);
-      const error = (await service.acquireLocks(OWNER, ['k0', 'k1', 'k2', 'k3']).catch((e: unknown) => e)) as SlotLockException;
+      const error = (await service
+        .acquireLocks(OWNER, ['k0', 'k1', 'k2', 'k3'])
+        .catch((e: unknown) => e)) as SlotLockException;
 
       expect(error).toBeInstanceOf(SlotLockException);
       expect(error).toBeInstanceOf(Error);

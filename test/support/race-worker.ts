@@ -166,7 +166,11 @@ async function main(config: RaceWorkerConfig): Promise<RaceWorkerResult> {
   let running = true;
 
   const caller = async (loop: number): Promise<void> => {
-    for (let cycle = 1; Date.now() < deadline && (config.maxCycles === undefined || cycle <= config.maxCycles); cycle += 1) {
+    for (
+      let cycle = 1;
+      Date.now() < deadline && (config.maxCycles === undefined || cycle <= config.maxCycles);
+      cycle += 1
+    ) {
       const keys = pickKeys(config);
       const distinct = new Set(keys);
       const owner = `PHID-RACE-${config.workerId}-${loop}-${cycle}-n${distinct.size}`;
@@ -283,7 +287,8 @@ function checkException(error: SlotLockException, owner: string, requested: Read
   const entries = Object.entries(lockMap as Record<string, unknown>);
   for (const [key, holder] of entries) {
     if (!requested.has(key)) return `lock map names ${JSON.stringify(key)}, which was not requested`;
-    if (typeof holder !== 'string' || !holder.startsWith('PHID-RACE-')) return `lock map holder ${JSON.stringify(holder)}`;
+    if (typeof holder !== 'string' || !holder.startsWith('PHID-RACE-'))
+      return `lock map holder ${JSON.stringify(holder)}`;
     if (holder === owner) return `lock map says the caller itself (${owner}) holds ${JSON.stringify(key)}`;
   }
   return entries.length === 0 ? 'empty' : undefined;
@@ -309,8 +314,7 @@ function pickKeys(config: RaceWorkerConfig): string[] {
 
 function describeError(op: EscapedError['op'], error: unknown): EscapedError {
   const driver = (error instanceof QueryFailedError ? error.driverError : error) as
-    | { errno?: unknown; code?: unknown }
-    | undefined;
+    { errno?: unknown; code?: unknown } | undefined;
   const base = error instanceof Error ? error : new Error(String(error));
   return {
     op,

@@ -122,12 +122,7 @@ export function spawnWorkers<Config, Result>(options: SpawnWorkersOptions<Config
   const file = path.resolve(cwd, options.file);
   const timeoutMs = options.timeoutMs ?? 60_000;
   const barrier = options.barrier ?? false;
-  const hooks = [
-    '-r',
-    require.resolve('reflect-metadata'),
-    '-r',
-    require.resolve('ts-node/register/transpile-only'),
-  ];
+  const hooks = ['-r', require.resolve('reflect-metadata'), '-r', require.resolve('ts-node/register/transpile-only')];
   installExitHook();
 
   return new Promise<Result[]>((resolve, reject) => {
@@ -156,7 +151,11 @@ export function spawnWorkers<Config, Result>(options: SpawnWorkersOptions<Config
       const tails = outputs
         .map((output, index) => `--- worker ${index} stderr ---\n${tail(output.stderr, 4000) || '(empty)'}`)
         .join('\n');
-      finish(new Error(`spawnWorkers: ${path.basename(file)} did not finish within ${timeoutMs} ms; killed every worker\n${tails}`));
+      finish(
+        new Error(
+          `spawnWorkers: ${path.basename(file)} did not finish within ${timeoutMs} ms; killed every worker\n${tails}`,
+        ),
+      );
     }, timeoutMs);
 
     if (count === 0) {
@@ -203,7 +202,16 @@ export function spawnWorkers<Config, Result>(options: SpawnWorkersOptions<Config
 
       child.on('error', (error) => {
         liveChildren.delete(child);
-        finish(new WorkerFailedError(`worker ${index} could not start: ${error.message}`, index, null, null, output.stderr, output.stdout));
+        finish(
+          new WorkerFailedError(
+            `worker ${index} could not start: ${error.message}`,
+            index,
+            null,
+            null,
+            output.stderr,
+            output.stdout,
+          ),
+        );
       });
       // 'close' (not 'exit'): stdout and stderr are fully read by then.
       child.on('close', (code, signal) => {
@@ -301,7 +309,9 @@ export function runWorker<Config, Result>(main: (config: Config, index: number) 
   try {
     config = workerConfig<Config>();
   } catch (error) {
-    process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`, () => process.exit(1));
+    process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`, () =>
+      process.exit(1),
+    );
     return;
   }
   main(config, workerIndex()).then(

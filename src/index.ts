@@ -12,3 +12,10 @@ export {
 } from './services/slot-lock.options';
 export { MAX_OWNER_BYTES, MAX_SLOT_LIMIT } from './services/check-input';
 export { slotLockMigrations, CreateDrydockSlotLock1442836800000 } from './migrations';
+export {
+  SLOT_LOCK_CHANNELS,
+  type SlotLockAcquiredEvent,
+  type SlotLockConflictEvent,
+  type SlotLockReleasedEvent,
+  type SlotLockRetryEvent,
+} from './diagnostics/slot-lock-channels';

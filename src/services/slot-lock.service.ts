@@ -2,6 +2,8 @@ import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import type { SlotLockDialect, SqlStatement } from '../dialects/dialect';
 import { dialectFor } from '../dialects';
 import type { DrydockSlotLock } from '../entities/drydock-slot-lock.entity';
+import { publish } from '../diagnostics/slot-lock-channels';
+import { driverErrorOf } from '../errors/driver-error-of';
 import { SlotLockException } from '../errors/slot-lock.exception';
 import { checkLimit, checkLockKey, checkOwner, prepareLocks, type RequestedLock } from './check-input';
 import { chunkRows } from './chunk-rows';
@@ -107,23 +109,20 @@ export class SlotLockService {
     const manager = checkManager(options.manager);
     if (locks.length === 0) return;
 
-    if (manager !== undefined) {
-      await this.#acquireInCallerTransaction(manager.queryRunner!, owner, locks);
-      return;
-    }
-    let attempts = 0;
     try {
-      await retryOnContention(
-        retry,
-        (error) => this.#isContention(error),
-        (attemptNumber) => {
-          attempts = attemptNumber;
-          return this.#withRunner((runner) => this.#acquireOnOwnRunner(runner, owner, locks));
-        },
-      );
+      if (manager !== undefined) {
+        await this.#acquireInCallerTransaction(manager.queryRunner!, owner, locks);
+      } else {
+        await this.#acquireWithRetry(owner, locks, retry);
+      }
     } catch (error) {
-      throw await this.#translateAcquireError(error, locks, attempts);
+      throw reportConflict(owner, locks, error);
     }
+    publish.acquired(() => ({
+      ownerPHID: owner,
+      lockKeys: locks.map((lock) => lock.lockKey),
+      inCallerTransaction: manager !== undefined,
+    }));
   }
 
   /**
@@ -142,19 +141,24 @@ export class SlotLockService {
     const manager = checkManager(options.manager);
     const { sql, params } = this.#dialect.deleteByOwner(this.#options.tableName, owner);
 
+    let count: number;
     if (manager !== undefined) {
-      return (await manager.queryRunner!.query(sql, [...params], true)).affected ?? 0;
+      count = (await manager.queryRunner!.query(sql, [...params], true)).affected ?? 0;
+    } else {
+      try {
+        count = await retryOnContention(
+          retry,
+          (error) => this.#isContention(error),
+          () => this.#withRunner(async (runner) => (await runner.query(sql, [...params], true)).affected ?? 0),
+          reportRetry(owner, 'releaseLocks'),
+        );
+      } catch (error) {
+        // A release has no lock map to report: the driver's own error says what happened.
+        throw error instanceof ContentionExhausted ? error.error : error;
+      }
     }
-    try {
-      return await retryOnContention(
-        retry,
-        (error) => this.#isContention(error),
-        () => this.#withRunner(async (runner) => (await runner.query(sql, [...params], true)).affected ?? 0),
-      );
-    } catch (error) {
-      // A release has no lock map to report: the driver's own error says what happened.
-      throw error instanceof ContentionExhausted ? error.error : error;
-    }
+    publish.released(() => ({ ownerPHID: owner, count }));
+    return count;
   }
 
   /** The locks `ownerPHID` holds, as entities, oldest first (SPEC 4.6). */
@@ -200,7 +204,7 @@ export class SlotLockService {
     limit: number,
     options: SlotLockCallOptions = {},
   ): Promise<AcquiredSlot> {
-    checkOwner(ownerPHID);
+    const owner = checkOwner(ownerPHID);
     checkLockKey(name, this.#options.maxKeyBytes, 'name');
     checkLimit(limit);
     this.#retryFor(options);
@@ -217,15 +221,19 @@ export class SlotLockService {
     const lockMap = new Map(held.map((lock) => [lock.lockKey, lock.ownerPHID]));
     for (const candidate of shuffle(slots.filter((slot) => !heldKeys.has(slot.lockKey)))) {
       try {
-        await this.acquireLocks(ownerPHID, [candidate.lockKey], options);
+        await this.acquireLocks(owner, [candidate.lockKey], options);
         return candidate;
       } catch (error) {
         // Taken since we looked: try the next one, unless the caller's transaction is gone.
         if (!(error instanceof SlotLockException) || error.transactionRolledBack) throw error;
-        for (const [key, owner] of Object.entries(error.getLockMap())) lockMap.set(key, owner);
+        for (const [key, holder] of Object.entries(error.getLockMap())) lockMap.set(key, holder);
       }
     }
-    throw new SlotLockException({ failure: 'held', lockMap: Object.fromEntries(lockMap) });
+    throw reportConflict(
+      owner,
+      locks,
+      new SlotLockException({ failure: 'held', lockMap: Object.fromEntries(lockMap) }),
+    );
   }
 
   /**
@@ -259,8 +267,9 @@ export class SlotLockService {
     }
     const retry = this.#retryFor(options);
 
+    let result: T;
     try {
-      return await retryOnContention(
+      result = await retryOnContention(
         retry,
         // A nested acquireLocks({ manager }) that met a deadlock reports it as a SlotLockException.
         (error) => this.#isContention(error) || (error instanceof SlotLockException && error.transactionRolledBack),
@@ -277,15 +286,23 @@ export class SlotLockService {
               throw error;
             }
           }),
+        reportRetry(owner, 'commitWithLocks'),
       );
     } catch (error) {
       const translated =
         error instanceof ContentionExhausted ? await this.#translateAcquireError(error, locks, error.attempts) : error;
-      if (translated instanceof SlotLockException && options.onConflict !== undefined) {
-        await options.onConflict(translated);
+      if (translated instanceof SlotLockException) {
+        reportConflict(owner, locks, translated);
+        if (options.onConflict !== undefined) await options.onConflict(translated);
       }
       throw translated;
     }
+    publish.acquired(() => ({
+      ownerPHID: owner,
+      lockKeys: locks.map((lock) => lock.lockKey),
+      inCallerTransaction: false,
+    }));
+    return result;
   }
 
   /**
@@ -312,6 +329,27 @@ export class SlotLockService {
   #retryFor(options: SlotLockCallOptions | CommitWithLocksOptions): Readonly<RetryOptions> {
     if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
     return resolveRetry(this.#options.retry, options.retry, 'options.retry');
+  }
+
+  async #acquireWithRetry(
+    owner: string,
+    locks: readonly RequestedLock[],
+    retry: Readonly<RetryOptions>,
+  ): Promise<void> {
+    let attempts = 0;
+    try {
+      await retryOnContention(
+        retry,
+        (error) => this.#isContention(error),
+        (attemptNumber) => {
+          attempts = attemptNumber;
+          return this.#withRunner((runner) => this.#acquireOnOwnRunner(runner, owner, locks));
+        },
+        reportRetry(owner, 'acquireLocks'),
+      );
+    } catch (error) {
+      throw await this.#translateAcquireError(error, locks, attempts);
+    }
   }
 
   #isContention(error: unknown): boolean {
@@ -461,6 +499,29 @@ export class SlotLockService {
     const rows = (await this.#dataSource.query(statement.sql, [...statement.params])) as RawSlotLockRow[];
     return rows.map(toSlotLockEntity);
   }
+}
+
+/** Publishes a SlotLockException on the conflict channel, and hands back what was thrown. */
+function reportConflict(owner: string, locks: readonly RequestedLock[], error: unknown): unknown {
+  if (error instanceof SlotLockException) {
+    publish.conflict(() => ({
+      ownerPHID: owner,
+      lockKeys: locks.map((lock) => lock.lockKey),
+      failure: error.failure,
+      lockMap: error.getLockMap(),
+    }));
+  }
+  return error;
+}
+
+function reportRetry(
+  owner: string,
+  operation: 'acquireLocks' | 'releaseLocks' | 'commitWithLocks',
+): (error: unknown, attempt: number) => void {
+  return (error, attempt) => {
+    const driverError = driverErrorOf(error);
+    publish.retry(() => ({ ownerPHID: owner, operation, attempt, code: driverError?.errno ?? driverError?.code }));
+  };
 }
 
 function checkManager(manager: EntityManager | undefined): EntityManager | undefined {

@@ -1,5 +1,6 @@
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { DataSource } from 'typeorm';
-import { SlotLockException, SlotLockService, digestForIndex } from '../../src';
+import { SLOT_LOCK_CHANNELS, SlotLockException, SlotLockService, digestForIndex } from '../../src';
 import { dataSourceOptions, freshDataSource, testDatabaseName } from '../support/database';
 import {
   deadlockCount,
@@ -62,9 +63,16 @@ describe('SPEC 4.4 contention', () => {
   }
 
   test('a deadlock in the service’s own transaction is retried, and the locks are taken', async () => {
+    const retries: unknown[] = [];
+    const onRetry = (message: unknown): void => {
+      retries.push(message);
+    };
+    subscribe(SLOT_LOCK_CHANNELS.retry, onRetry);
     const { outcome, deadlocks } = await provokeDeadlock(() => service.acquireLocks(OWNER, [SECOND, FIRST]));
     await expect(outcome).resolves.toBeUndefined();
+    unsubscribe(SLOT_LOCK_CHANNELS.retry, onRetry);
     expect(deadlocks).toBeGreaterThanOrEqual(1);
+    expect(retries).toContainEqual({ ownerPHID: OWNER, operation: 'acquireLocks', attempt: 1, code: 1213 });
     expect((await service.loadLocks(OWNER)).map((lock) => lock.lockKey).sort()).toEqual([FIRST, SECOND].sort());
   });
 

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, mkdirSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 
@@ -54,7 +54,10 @@ describe('the built package', () => {
 
   test('ships type declarations next to the code', () => {
     const output = runInProject(`console.log(require.resolve('drydock-slotlock/package.json'))`);
-    const manifest = require(output.trim()) as { types: string; exports: Record<string, { types: string }> };
+    const manifest = JSON.parse(readFileSync(output.trim(), 'utf8')) as {
+      types: string;
+      exports: Record<string, { types: string }>;
+    };
     expect(manifest.types).toBe('dist/index.d.ts');
     expect(manifest.exports['.']!.types).toBe('./dist/index.d.ts');
     expect(() => require.resolve(path.join(ROOT, manifest.types))).not.toThrow();

@@ -19,3 +19,10 @@ export {
   type SlotLockReleasedEvent,
   type SlotLockRetryEvent,
 } from './diagnostics/slot-lock-channels';
+export {
+  DATABASE_URL_ENV,
+  DEFAULT_DATABASE_URL,
+  dataSourceOptionsFromUrl,
+  redactUrl,
+  resolveDatabaseUrl,
+} from './config/database-url';

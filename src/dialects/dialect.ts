@@ -1,9 +1,10 @@
-import type { QueryRunner } from 'typeorm';
+import type { DataSource, QueryRunner } from 'typeorm';
+import type { AutocommitQuery } from './mysql-direct-query';
 
 /**
  * How a driver error bears on a lock: `conflict` (a lock is held), `contention`
- * (deadlock, lock-wait timeout, cluster certification failure: worth retrying), or
- * `other` (everything else, passed through unchanged).
+ * (deadlock, lock-wait timeout, serialization or cluster certification failure: worth
+ * retrying), or `other` (everything else, passed through unchanged).
  */
 export type DriverErrorKind = 'conflict' | 'contention' | 'other';
 
@@ -13,35 +14,14 @@ export interface SqlStatement {
   readonly params: readonly unknown[];
 }
 
-/**
- * Everything that differs between database engines, in one place: the DDL, the SQL
- * text, the error codes and the statement-size limit. The service only orchestrates.
- */
-export interface SlotLockDialect {
-  /** TypeORM data source types this dialect serves. */
-  readonly dataSourceTypes: readonly string[];
-  /** `CREATE TABLE` for the lock table, byte-compatible with Phorge where it applies. */
-  createTableSql(table: string): string;
-  /** `DROP TABLE` for the migration's `down`. */
-  dropTableSql(table: string): string;
-  /** Quotes a table name, `schema.table` included. */
-  quoteTable(table: string): string;
-  /** A multi-row INSERT of `rows` as (ownerPHID, lockIndex, lockKey) triples. */
-  insertLocks(table: string, rows: readonly LockRow[]): SqlStatement;
-  /** Rows whose index is one of `indexes`, as `lockKey`, `ownerPHID` (and the rest). */
-  selectByIndexes(table: string, indexes: readonly string[]): SqlStatement;
-  /** Rows held by one owner. */
-  selectByOwner(table: string, ownerPHID: string): SqlStatement;
-  /** Deletes one owner's rows. */
-  deleteByOwner(table: string, ownerPHID: string): SqlStatement;
-  /** Classifies a driver error (or TypeORM's `QueryFailedError` around it). */
-  classify(error: unknown): DriverErrorKind;
-  /** True when the server has rolled back the whole transaction because of `error`. */
-  rollsBackTransaction(error: unknown, runner: QueryRunner): Promise<boolean>;
-  /** The largest statement the server accepts, in bytes. */
-  readMaxStatementBytes(runner: QueryRunner): Promise<number>;
-  /** Bytes one row adds to an INSERT at most, after the driver escapes it. */
-  rowBytes(row: LockRow): number;
+/** An INSERT of lock rows, with how many rows it must insert to have taken every lock. */
+export interface InsertStatement extends SqlStatement {
+  readonly rowCount: number;
+}
+
+/** Anything that runs SQL: a DataSource or a QueryRunner. */
+export interface Queryable {
+  query(sql: string, parameters?: unknown[]): Promise<unknown>;
 }
 
 /** A lock about to be written: what one row of the table holds. */
@@ -49,4 +29,47 @@ export interface LockRow {
   readonly ownerPHID: string;
   readonly lockIndex: string;
   readonly lockKey: string;
+}
+
+/**
+ * Everything that differs between database engines, in one place: the DDL, the SQL
+ * text, the error codes and the statement-size limits. The service only orchestrates.
+ */
+export interface SlotLockDialect {
+  /** TypeORM data source types this dialect serves. */
+  readonly dataSourceTypes: readonly string[];
+  /** True when any failed statement aborts the whole transaction (PostgreSQL). */
+  readonly abortsTransactionOnError: boolean;
+  /** Most rows one INSERT may carry (the engine's limit on bound parameters). */
+  readonly maxRowsPerStatement: number;
+  /** Statements that create the lock table and its indexes. */
+  createTableSql(table: string): string[];
+  /** Statements that drop the lock table. */
+  dropTableSql(table: string): string[];
+  /** Quotes a table name, `schema.table` included. */
+  quoteTable(table: string): string;
+  /**
+   * A multi-row INSERT of `rows`. It either inserts all of them or fails; where the
+   * engine allows, it reports a held lock by inserting none instead of failing.
+   */
+  insertLocks(table: string, rows: readonly LockRow[]): InsertStatement;
+  /** Rows whose index is one of `indexes`. */
+  selectByIndexes(table: string, indexes: readonly string[]): SqlStatement;
+  /** Rows held by one owner, oldest first. */
+  selectByOwner(table: string, ownerPHID: string): SqlStatement;
+  /** Deletes one owner's rows. */
+  deleteByOwner(table: string, ownerPHID: string): SqlStatement;
+  /** Classifies a driver error (or TypeORM's `QueryFailedError` around it). */
+  classify(error: unknown): DriverErrorKind;
+  /** True when the server has rolled back the caller's whole transaction because of `error`. */
+  rollsBackTransaction(error: unknown, runner: QueryRunner): Promise<boolean>;
+  /** The largest statement the server accepts, in bytes. */
+  readMaxStatementBytes(db: Queryable): Promise<number>;
+  /** Bytes one row adds to an INSERT at most, after the driver escapes it. */
+  rowBytes(row: LockRow): number;
+  /**
+   * A faster way to run one autocommit statement than a query runner, where the engine
+   * and the data source's settings allow it (read once the data source is initialized).
+   */
+  autocommitQuery(dataSource: DataSource): AutocommitQuery | undefined;
 }

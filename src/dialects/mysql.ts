@@ -1,6 +1,7 @@
 import type { QueryRunner } from 'typeorm';
-import type { DriverErrorKind, LockRow, SlotLockDialect, SqlStatement } from './dialect';
+import type { DriverErrorKind, InsertStatement, LockRow, Queryable, SlotLockDialect, SqlStatement } from './dialect';
 import { driverErrorOf } from '../errors/driver-error-of';
+import { mysqlAutocommitQuery } from './mysql-direct-query';
 
 /** Phorge's table name (in the `{$NAMESPACE}_drydock` database). */
 export const PHORGE_TABLE_NAME = 'drydock_slotlock';
@@ -34,28 +35,32 @@ function placeholders(count: number, group: string): string {
  */
 export const mysqlDialect: SlotLockDialect = Object.freeze({
   dataSourceTypes: Object.freeze(['mysql', 'mariadb']),
+  // A failed statement leaves a MySQL transaction usable (except a deadlock, see rollsBackTransaction).
+  abortsTransactionOnError: false,
+  // mysql2 interpolates parameters client-side: only the packet size limits a statement.
+  maxRowsPerStatement: Number.MAX_SAFE_INTEGER,
 
   quoteTable,
 
-  createTableSql(table: string): string {
+  createTableSql(table: string): string[] {
     // Kept as Phorge writes it, so SHOW CREATE TABLE comes out identical (SPEC 2.2).
-    return (
+    return [
       `CREATE TABLE ${quoteTable(table)} (\n` +
-      '  id INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,\n' +
-      '  ownerPHID VARBINARY(64) NOT NULL,\n' +
-      '  lockIndex BINARY(12) NOT NULL,\n' +
-      '  lockKey LONGTEXT NOT NULL COLLATE utf8mb4_bin,\n' +
-      '  UNIQUE KEY `key_lock` (lockIndex),\n' +
-      '  KEY `key_owner` (ownerPHID)\n' +
-      ') ENGINE=InnoDB, COLLATE utf8mb4_bin'
-    );
+        '  id INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,\n' +
+        '  ownerPHID VARBINARY(64) NOT NULL,\n' +
+        '  lockIndex BINARY(12) NOT NULL,\n' +
+        '  lockKey LONGTEXT NOT NULL COLLATE utf8mb4_bin,\n' +
+        '  UNIQUE KEY `key_lock` (lockIndex),\n' +
+        '  KEY `key_owner` (ownerPHID)\n' +
+        ') ENGINE=InnoDB, COLLATE utf8mb4_bin',
+    ];
   },
 
-  dropTableSql(table: string): string {
-    return `DROP TABLE ${quoteTable(table)}`;
+  dropTableSql(table: string): string[] {
+    return [`DROP TABLE ${quoteTable(table)}`];
   },
 
-  insertLocks(table: string, rows: readonly LockRow[]): SqlStatement {
+  insertLocks(table: string, rows: readonly LockRow[]): InsertStatement {
     const params: unknown[] = [];
     for (const row of rows) params.push(row.ownerPHID, row.lockIndex, row.lockKey);
     return {
@@ -63,6 +68,7 @@ export const mysqlDialect: SlotLockDialect = Object.freeze({
         `INSERT INTO ${quoteTable(table)} (ownerPHID, lockIndex, lockKey) VALUES ` +
         placeholders(rows.length, '(?, ?, ?)'),
       params,
+      rowCount: rows.length,
     };
   },
 
@@ -103,10 +109,12 @@ export const mysqlDialect: SlotLockDialect = Object.freeze({
     return Number(rows[0]?.v) === 1;
   },
 
-  async readMaxStatementBytes(runner: QueryRunner): Promise<number> {
-    const rows = (await runner.query('SELECT @@max_allowed_packet AS v')) as Array<{ v: unknown }>;
+  async readMaxStatementBytes(db: Queryable): Promise<number> {
+    const rows = (await db.query('SELECT @@max_allowed_packet AS v')) as Array<{ v: unknown }>;
     return Number(rows[0]?.v);
   },
+
+  autocommitQuery: mysqlAutocommitQuery,
 
   rowBytes(row: LockRow): number {
     // mysql2 escapes parameters into the SQL text: a quote or backslash doubles, so

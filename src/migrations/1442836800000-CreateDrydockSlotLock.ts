@@ -14,10 +14,11 @@ export class CreateDrydockSlotLock1442836800000 implements MigrationInterface {
   name = 'CreateDrydockSlotLock1442836800000';
 
   async up(queryRunner: QueryRunner): Promise<void> {
-    await queryRunner.query(dialectFor(queryRunner.connection).createTableSql(PHORGE_TABLE_NAME));
+    for (const sql of dialectFor(queryRunner.connection).createTableSql(PHORGE_TABLE_NAME))
+      await queryRunner.query(sql);
   }
 
   async down(queryRunner: QueryRunner): Promise<void> {
-    await queryRunner.query(dialectFor(queryRunner.connection).dropTableSql(PHORGE_TABLE_NAME));
+    for (const sql of dialectFor(queryRunner.connection).dropTableSql(PHORGE_TABLE_NAME)) await queryRunner.query(sql);
   }
 }

@@ -1,9 +1,14 @@
 /**
- * Splits rows into consecutive batches whose statements stay within `budgetBytes`,
- * keeping their order. Throws a `RangeError` (before anything is sent) when a single
- * row cannot fit at all.
+ * Splits rows into consecutive batches whose statements stay within `budgetBytes` and
+ * `maxRows`, keeping their order. Throws a `RangeError` (before anything is sent) when
+ * a single row cannot fit at all.
  */
-export function chunkRows<T>(rows: readonly T[], budgetBytes: number, rowBytes: (row: T) => number): T[][] {
+export function chunkRows<T>(
+  rows: readonly T[],
+  budgetBytes: number,
+  maxRows: number,
+  rowBytes: (row: T) => number,
+): T[][] {
   const chunks: T[][] = [];
   let current: T[] = [];
   let used = 0;
@@ -15,7 +20,7 @@ export function chunkRows<T>(rows: readonly T[], budgetBytes: number, rowBytes: 
           `the server accepts ${budgetBytes}): raise max_allowed_packet or lower the service's maxKeyBytes option`,
       );
     }
-    if (used + bytes > budgetBytes && current.length > 0) {
+    if (current.length > 0 && (used + bytes > budgetBytes || current.length >= maxRows)) {
       chunks.push(current);
       current = [];
       used = 0;

@@ -1,0 +1,181 @@
+import { DataSource, QueryFailedError, type DataSourceOptions } from 'typeorm';
+import { dataSourceOptionsFromUrl, redactUrl, resolveDatabaseUrl } from '../config/database-url';
+import { SlotLockException } from '../errors/slot-lock.exception';
+import { SlotLockService } from '../services/slot-lock.service';
+import { CliError } from './cli-error';
+
+/** What every database subcommand gets: the URL in force, an initialized DataSource and the service on it. */
+export interface CliDatabase {
+  /** The URL tried (unredacted: pass it on, never print it; use {@link redactUrl}). */
+  readonly url: string;
+  readonly dataSource: DataSource;
+  readonly slotLocks: SlotLockService;
+}
+
+/** The URL in force: `--url`, else `SLOTLOCK_DATABASE_URL`, else the default. */
+export function cliDatabaseUrl(urlOption: string | undefined): string {
+  return resolveDatabaseUrl(urlOption);
+}
+
+/**
+ * TypeORM options for the URL; a URL that cannot be used is a {@link CliError} (exit 1)
+ * naming it, the password hidden.
+ */
+export function cliDataSourceOptions(url: string): DataSourceOptions {
+  try {
+    return dataSourceOptionsFromUrl(url);
+  } catch (error) {
+    throw new CliError(`${messageOf(error)}; pass --url or set SLOTLOCK_DATABASE_URL`, undefined, { cause: error });
+  }
+}
+
+/**
+ * Connects, runs `fn`, and closes the DataSource whatever happened, so the process
+ * exits promptly. Database failures come out as one-line {@link CliError}s that name
+ * the URL and say what to do; `fn`'s own errors (bad arguments, SlotLockException)
+ * pass through unchanged.
+ */
+export async function withDatabase<T>(urlOption: string | undefined, fn: (db: CliDatabase) => Promise<T>): Promise<T> {
+  const url = cliDatabaseUrl(urlOption);
+  const dataSource = new DataSource(cliDataSourceOptions(url));
+  try {
+    await dataSource.initialize();
+    return await fn({ url, dataSource, slotLocks: new SlotLockService(dataSource) });
+  } catch (error) {
+    throw describeDatabaseError(error, url);
+  } finally {
+    if (dataSource.isInitialized) await dataSource.destroy().catch(() => undefined);
+  }
+}
+
+/**
+ * Connects to the server of `url` without choosing a database (for CREATE and DROP
+ * DATABASE), runs `fn` and disconnects.
+ */
+export async function withServer<T>(url: string, fn: (server: DataSource) => Promise<T>): Promise<T> {
+  cliDataSourceOptions(url); // rejects a URL that cannot be used, in the same words
+  const dataSource = new DataSource({ type: 'mysql', url: serverUrl(url) });
+  try {
+    await dataSource.initialize();
+    return await fn(dataSource);
+  } catch (error) {
+    throw describeDatabaseError(error, url);
+  } finally {
+    if (dataSource.isInitialized) await dataSource.destroy().catch(() => undefined);
+  }
+}
+
+/** The database a URL names (its path), decoded. */
+export function databaseNameOf(url: string): string {
+  return decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));
+}
+
+/** The same URL naming another database. */
+export function withDatabaseName(url: string, database: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${encodeURIComponent(database)}`;
+  return parsed.toString();
+}
+
+/** The URL without its database, e.g. `mysql://root@127.0.0.1:3306/`. */
+export function serverUrl(url: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = '/';
+  return parsed.toString();
+}
+
+/** Quotes a MySQL identifier (a database name) for SQL text. */
+export function quoteIdentifier(name: string): string {
+  return '`' + name.replace(/`/g, '``') + '`';
+}
+
+/** mysql2's error fields, whether TypeORM wrapped the error (QueryFailedError) or not (connecting). */
+interface DriverError {
+  readonly code?: unknown;
+  readonly errno?: unknown;
+  readonly sqlMessage?: unknown;
+  readonly message?: unknown;
+}
+
+/**
+ * Turns a failure to reach or use the database into a one-line {@link CliError} that
+ * names the URL (password hidden) and says what to do. Errors that are not the
+ * database's (bad arguments, a held lock, a CliError already) are returned unchanged.
+ */
+export function describeDatabaseError(error: unknown, url: string): unknown {
+  if (
+    error instanceof CliError ||
+    error instanceof SlotLockException ||
+    error instanceof TypeError ||
+    error instanceof RangeError
+  ) {
+    return error;
+  }
+  const driver = (error instanceof QueryFailedError ? error.driverError : error) as DriverError | null | undefined;
+  if (typeof driver !== 'object' || driver === null) return error;
+  const code = typeof driver.code === 'string' ? driver.code : undefined;
+  const errno = typeof driver.errno === 'number' ? driver.errno : undefined;
+  const text = firstLine(
+    typeof driver.sqlMessage === 'string' ? driver.sqlMessage : typeof driver.message === 'string' ? driver.message : '',
+  );
+  const where = redactUrl(url);
+  const fail = (message: string): CliError => new CliError(message, undefined, { cause: error });
+  const retry = 'pass --url or set SLOTLOCK_DATABASE_URL';
+
+  switch (code) {
+    case 'ECONNREFUSED':
+      return fail(`cannot connect to ${where}: connection refused (is the server running there?); ${retry}`);
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return fail(`cannot connect to ${where}: host ${JSON.stringify(hostOf(url))} not found; ${retry}`);
+    case 'ETIMEDOUT':
+    case 'EHOSTUNREACH':
+    case 'ENETUNREACH':
+    case 'ECONNRESET':
+      return fail(`cannot connect to ${where}: ${text || code} (is the host reachable?); ${retry}`);
+    case 'PROTOCOL_CONNECTION_LOST':
+      return fail(`lost the connection to ${where}: ${text || code}; try again`);
+  }
+  switch (errno) {
+    case 1045: // ER_ACCESS_DENIED_ERROR
+    case 1698: // ER_ACCESS_DENIED_NO_PASSWORD_ERROR
+      return fail(`the server refused the login of ${where}: ${text}; check the user and password in the URL`);
+    case 1044: // ER_DBACCESS_DENIED_ERROR
+    case 1142: // ER_TABLEACCESS_DENIED_ERROR
+    case 1227: // ER_SPECIFIC_ACCESS_DENIED_ERROR
+      return fail(`permission denied on ${where}: ${text}; grant the user access, or use another user in the URL`);
+    case 1049: // ER_BAD_DB_ERROR
+      return fail(
+        `database ${JSON.stringify(databaseNameOf(url))} does not exist on ${redactUrl(serverUrl(url))}: ` +
+          'create it with `slotlock migrate --create-database` (same --url), or fix the URL',
+      );
+    case 1146: // ER_NO_SUCH_TABLE
+      return fail(`${text} (${where}): create the lock table with \`slotlock migrate\` (same --url)`);
+    case 1050: // ER_TABLE_EXISTS_ERROR
+      return fail(
+        `${text} (${where}) but TypeORM has no record of creating it: it is probably Phorge's own; ` +
+          'use the database as it is, without `slotlock migrate`',
+      );
+  }
+  if (code !== undefined || errno !== undefined) {
+    return fail(`database error on ${where}: ${text || code || String(errno)}`);
+  }
+  return error;
+}
+
+function hostOf(url: string): string {
+  try {
+    return new URL(url).hostname;
+  } catch {
+    return url;
+  }
+}
+
+function messageOf(error: unknown): string {
+  return firstLine(error instanceof Error ? error.message : String(error));
+}
+
+/** Driver messages can span lines; the command line prints one. */
+export function firstLine(text: string): string {
+  return (text.split(/\r?\n/).find((line) => line.trim() !== '') ?? '').trim();
+}

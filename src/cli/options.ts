@@ -1,0 +1,68 @@
+import { InvalidArgumentError, Option } from 'commander';
+import { DEFAULT_DATABASE_URL, DATABASE_URL_ENV } from '../config/database-url';
+import { checkLockKey, checkOwner } from '../services/check-input';
+import { DEFAULT_SLOT_LOCK_OPTIONS } from '../services/slot-lock.options';
+
+/** `--url <url>`: the database; see {@link cliDatabaseUrl}. */
+export function urlOption(): Option {
+  return new Option('--url <url>', `database URL (default: $${DATABASE_URL_ENV}, else ${DEFAULT_DATABASE_URL})`);
+}
+
+/** `--owner <owner>`, required: locks never expire, so who holds them must be said, not guessed. */
+export function ownerOption(): Option {
+  return new Option('--owner <owner>', 'who holds the locks: any id of at most 64 UTF-8 bytes, e.g. a PHID')
+    .makeOptionMandatory();
+}
+
+/** `--json`: machine-readable output on stdout. */
+export function jsonOption(): Option {
+  return new Option('--json', 'print JSON (for scripts) instead of a table');
+}
+
+/** `--wait <seconds>`: retry a held lock with backoff until then (see `backoff.ts`). */
+export function waitOption(): Option {
+  return new Option(
+    '--wait <seconds>',
+    'when a lock is held, keep trying (jittered backoff, growing to 1 s between tries) for up to this many seconds',
+  ).argParser(parseSeconds);
+}
+
+/** Parses a non-negative number of seconds (`30`, `2.5`); commander reports anything else as a usage error. */
+export function parseSeconds(value: string): number {
+  const seconds = Number(value);
+  if (value.trim() === '' || !Number.isFinite(seconds) || seconds < 0) {
+    throw new InvalidArgumentError('expected a number of seconds, 0 or more (e.g. 30 or 2.5)');
+  }
+  return seconds;
+}
+
+/** A parser for an integer option between `min` and `max`. */
+export function integerBetween(min: number, max: number): (value: string) => number {
+  return (value) => {
+    const number = Number(value);
+    if (!/^\s*\d+\s*$/.test(value) || number < min || number > max) {
+      throw new InvalidArgumentError(`expected a whole number from ${min} to ${max}`);
+    }
+    return number;
+  };
+}
+
+/** Collects a repeatable option's values (`--lock a --lock b`). */
+export function collect(value: string, previous: readonly string[]): string[] {
+  return [...previous, value];
+}
+
+/**
+ * Checks `--owner` as the service would, but naming the option: a TypeError or
+ * RangeError here is a usage error (exit 2).
+ */
+export function checkOwnerOption(owner: string, optionName = '--owner'): string {
+  return checkOwner(owner, optionName);
+}
+
+/** Checks lock keys as the service would, naming each by its position: a TypeError or RangeError is a usage error. */
+export function checkLockKeys(keys: readonly string[], what = 'lock key'): string[] {
+  return keys.map((key, position) =>
+    checkLockKey(key, DEFAULT_SLOT_LOCK_OPTIONS.maxKeyBytes, `${what} #${position + 1}`),
+  );
+}

@@ -1,4 +1,5 @@
 export { DrydockSlotLock } from './entities/drydock-slot-lock.entity';
+export { slotLockEntity, type SlotLockDatabaseType } from './entities/slot-lock-entity';
 export { digestForIndex, LOCK_INDEX_LENGTH } from './hash/digest-for-index';
 export { SlotLockException, type SlotLockExceptionDetails, type SlotLockFailure } from './errors/slot-lock.exception';
 export { SlotLockService, type AcquiredSlot, type CommitWithLocksOptions } from './services/slot-lock.service';
@@ -23,6 +24,8 @@ export {
   DATABASE_URL_ENV,
   DEFAULT_DATABASE_URL,
   dataSourceOptionsFromUrl,
+  embeddedDatabaseUrl,
   redactUrl,
   resolveDatabaseUrl,
+  SQLITE_BUSY_TIMEOUT_MS,
 } from './config/database-url';

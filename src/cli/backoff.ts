@@ -1,5 +1,4 @@
-import { SlotLockException } from '../errors/slot-lock.exception';
-import type { SlotLockService } from '../services/slot-lock.service';
+import { SlotLockException, type SlotLockService } from '../index';
 
 /**
  * How `--wait` retries a held lock: the pause before try n+1 is drawn between half and

@@ -1,7 +1,5 @@
 import { DataSource, QueryFailedError, type DataSourceOptions } from 'typeorm';
-import { dataSourceOptionsFromUrl, redactUrl, resolveDatabaseUrl } from '../config/database-url';
-import { SlotLockException } from '../errors/slot-lock.exception';
-import { SlotLockService } from '../services/slot-lock.service';
+import { dataSourceOptionsFromUrl, redactUrl, resolveDatabaseUrl, SlotLockException, SlotLockService } from '../index';
 import { CliError } from './cli-error';
 
 /** What every database subcommand gets: the URL in force, an initialized DataSource and the service on it. */
@@ -116,7 +114,11 @@ export function describeDatabaseError(error: unknown, url: string): unknown {
   const code = typeof driver.code === 'string' ? driver.code : undefined;
   const errno = typeof driver.errno === 'number' ? driver.errno : undefined;
   const text = firstLine(
-    typeof driver.sqlMessage === 'string' ? driver.sqlMessage : typeof driver.message === 'string' ? driver.message : '',
+    typeof driver.sqlMessage === 'string'
+      ? driver.sqlMessage
+      : typeof driver.message === 'string'
+        ? driver.message
+        : '',
   );
   const where = redactUrl(url);
   const fail = (message: string): CliError => new CliError(message, undefined, { cause: error });

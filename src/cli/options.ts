@@ -1,7 +1,5 @@
 import { InvalidArgumentError, Option } from 'commander';
-import { DEFAULT_DATABASE_URL, DATABASE_URL_ENV } from '../config/database-url';
-import { checkLockKey, checkOwner } from '../services/check-input';
-import { DEFAULT_SLOT_LOCK_OPTIONS } from '../services/slot-lock.options';
+import { DATABASE_URL_ENV, DEFAULT_DATABASE_URL } from '../index';
 
 /** `--url <url>`: the database; see {@link cliDatabaseUrl}. */
 export function urlOption(): Option {
@@ -10,8 +8,10 @@ export function urlOption(): Option {
 
 /** `--owner <owner>`, required: locks never expire, so who holds them must be said, not guessed. */
 export function ownerOption(): Option {
-  return new Option('--owner <owner>', 'who holds the locks: any id of at most 64 UTF-8 bytes, e.g. a PHID')
-    .makeOptionMandatory();
+  return new Option(
+    '--owner <owner>',
+    'who holds the locks: any id of at most 64 UTF-8 bytes, e.g. a PHID',
+  ).makeOptionMandatory();
 }
 
 /** `--json`: machine-readable output on stdout. */

@@ -1,4 +1,4 @@
-import type { SlotLockException } from '../errors/slot-lock.exception';
+import type { SlotLockException } from '../index';
 import { formatTable } from './format-table';
 
 /**
@@ -27,7 +27,10 @@ export function reportHeld(
         ? `gave up under lock contention (deadlocks)${tries}; nothing taken, try again\n`
         : `a requested lock was held, but released before its holder could be read${tries}; nothing taken, try again\n`;
   } else {
-    const rows = held.map((lock) => [lock.key, lock.owner === owner ? `${lock.owner} (you: locks are not re-entrant)` : lock.owner]);
+    const rows = held.map((lock) => [
+      lock.key,
+      lock.owner === owner ? `${lock.owner} (you: locks are not re-entrant)` : lock.owner,
+    ]);
     const count = held.length === 1 ? '1 lock is' : `${held.length} locks are`;
     text = `${count} held, nothing taken${tries}:\n${formatTable(['key', 'owner'], rows)}`;
   }

@@ -42,10 +42,12 @@ export interface SlotLockDialect {
   readonly abortsTransactionOnError: boolean;
   /** Most rows one INSERT may carry (the engine's limit on bound parameters). */
   readonly maxRowsPerStatement: number;
-  /** Statements that create the lock table and its indexes. */
-  createTableSql(table: string): string[];
-  /** Statements that drop the lock table. */
-  dropTableSql(table: string): string[];
+  /** True when every query runner shares one connection (SQLite): the service then serializes its own work. */
+  readonly singleConnection: boolean;
+  /** Creates the lock table and its indexes (the migration's `up`). */
+  createTable(runner: QueryRunner, table: string): Promise<void>;
+  /** Drops the lock table (the migration's `down`). */
+  dropTable(runner: QueryRunner, table: string): Promise<void>;
   /** Quotes a table name, `schema.table` included. */
   quoteTable(table: string): string;
   /**

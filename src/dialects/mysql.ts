@@ -24,6 +24,24 @@ function quoteTable(table: string): string {
   return table.split('.').map(quoteIdentifier).join('.');
 }
 
+/**
+ * Phorge's DDL, copied from `resources/sql/autopatches/20150916.drydock.slotlocks.1.sql`
+ * with `{$COLLATE_TEXT}` = `utf8mb4_bin`: kept as Phorge writes it, so SHOW CREATE TABLE
+ * comes out identical (SPEC 2.2).
+ */
+export function phorgeCreateTableSql(table: string): string {
+  return (
+    `CREATE TABLE ${quoteTable(table)} (\n` +
+    '  id INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,\n' +
+    '  ownerPHID VARBINARY(64) NOT NULL,\n' +
+    '  lockIndex BINARY(12) NOT NULL,\n' +
+    '  lockKey LONGTEXT NOT NULL COLLATE utf8mb4_bin,\n' +
+    '  UNIQUE KEY `key_lock` (lockIndex),\n' +
+    '  KEY `key_owner` (ownerPHID)\n' +
+    ') ENGINE=InnoDB, COLLATE utf8mb4_bin'
+  );
+}
+
 function placeholders(count: number, group: string): string {
   return new Array<string>(count).fill(group).join(', ');
 }
@@ -40,24 +58,16 @@ export const mysqlDialect: SlotLockDialect = Object.freeze({
   // mysql2 interpolates parameters client-side: only the packet size limits a statement.
   maxRowsPerStatement: Number.MAX_SAFE_INTEGER,
 
+  singleConnection: false,
+
   quoteTable,
 
-  createTableSql(table: string): string[] {
-    // Kept as Phorge writes it, so SHOW CREATE TABLE comes out identical (SPEC 2.2).
-    return [
-      `CREATE TABLE ${quoteTable(table)} (\n` +
-        '  id INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,\n' +
-        '  ownerPHID VARBINARY(64) NOT NULL,\n' +
-        '  lockIndex BINARY(12) NOT NULL,\n' +
-        '  lockKey LONGTEXT NOT NULL COLLATE utf8mb4_bin,\n' +
-        '  UNIQUE KEY `key_lock` (lockIndex),\n' +
-        '  KEY `key_owner` (ownerPHID)\n' +
-        ') ENGINE=InnoDB, COLLATE utf8mb4_bin',
-    ];
+  async createTable(runner: QueryRunner, table: string): Promise<void> {
+    await runner.query(phorgeCreateTableSql(table));
   },
 
-  dropTableSql(table: string): string[] {
-    return [`DROP TABLE ${quoteTable(table)}`];
+  async dropTable(runner: QueryRunner, table: string): Promise<void> {
+    await runner.query(`DROP TABLE ${quoteTable(table)}`);
   },
 
   insertLocks(table: string, rows: readonly LockRow[]): InsertStatement {

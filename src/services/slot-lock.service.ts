@@ -9,6 +9,7 @@ import { driverErrorOf } from '../errors/driver-error-of';
 import { SlotLockException } from '../errors/slot-lock.exception';
 import { checkLimit, checkLockKey, checkOwner, prepareLocks, type RequestedLock } from './check-input';
 import { chunkRows } from './chunk-rows';
+import { serializePerConnection } from './serialize-per-connection';
 import { ContentionExhausted, retryOnContention } from './retry-on-contention';
 import { toSlotLockEntity, type RawSlotLockRow } from './slot-lock-rows';
 import {
@@ -152,7 +153,7 @@ export class SlotLockService {
         count = await retryOnContention(
           retry,
           (error) => this.#isContention(error),
-          () => this.#autocommit({ sql, params }),
+          () => this.#exclusive(() => this.#autocommit({ sql, params })),
           reportRetry(owner, 'releaseLocks'),
         );
       } catch (error) {
@@ -277,18 +278,20 @@ export class SlotLockService {
         // A nested acquireLocks({ manager }) that met a deadlock reports it as a SlotLockException.
         (error) => this.#isContention(error) || (error instanceof SlotLockException && error.transactionRolledBack),
         () =>
-          this.#withRunner(async (runner) => {
-            await runner.startTransaction();
-            try {
-              await this.#insertOrReport(runner, owner, locks);
-              const result = await work(runner.manager);
-              await runner.commitTransaction();
-              return result;
-            } catch (error) {
-              await rollbackQuietly(runner);
-              throw error;
-            }
-          }),
+          this.#exclusive(() =>
+            this.#withRunner(async (runner) => {
+              await runner.startTransaction();
+              try {
+                await this.#insertOrReport(runner, owner, locks);
+                const result = await work(runner.manager);
+                await runner.commitTransaction();
+                return result;
+              } catch (error) {
+                await rollbackQuietly(runner);
+                throw error;
+              }
+            }),
+          ),
         reportRetry(owner, 'commitWithLocks'),
       );
     } catch (error) {
@@ -346,7 +349,7 @@ export class SlotLockService {
         (error) => this.#isContention(error),
         (attemptNumber) => {
           attempts = attemptNumber;
-          return this.#acquireOnce(owner, locks);
+          return this.#exclusive(() => this.#acquireOnce(owner, locks));
         },
         reportRetry(owner, 'acquireLocks'),
       );
@@ -361,6 +364,11 @@ export class SlotLockService {
 
   #isContention(error: unknown): boolean {
     return this.#classify(error) === 'contention';
+  }
+
+  /** Service-owned work, one unit at a time where every runner shares one connection (SQLite). */
+  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.#dialect.singleConnection ? serializePerConnection(this.#dataSource, fn) : fn();
   }
 
   async #withRunner<T>(fn: (runner: QueryRunner) => Promise<T>): Promise<T> {

@@ -1,0 +1,86 @@
+import type { Command } from 'commander';
+import type { DataSource } from 'typeorm';
+import { redactUrl } from '../../index';
+import { exitWith } from '../action';
+import { cliDatabaseUrl, databaseNameOf, quoteIdentifier, serverUrl, withDatabase, withServer } from '../database';
+import { EXIT } from '../exit-codes';
+import { urlOption } from '../options';
+
+interface MigrateOptions {
+  readonly revert?: boolean;
+  readonly createDatabase?: boolean;
+  readonly url?: string;
+}
+
+/** `slotlock migrate [--revert] [--create-database]` */
+export function registerMigrate(program: Command): void {
+  program
+    .command('migrate')
+    .summary('create the lock table (run the package migrations)')
+    .description(
+      "Runs the package's pending TypeORM migrations, which create drydock_slotlock exactly as Phorge " +
+        'does; TypeORM records them in the `migrations` table. --revert undoes the last one (drops the ' +
+        'table). Not for a Phorge database: there the table exists already; use it as it is.',
+    )
+    .option('--revert', 'undo the last migration instead (drops drydock_slotlock, and every lock in it)')
+    .option('--create-database', 'create the database of the URL first if it does not exist')
+    .addOption(urlOption())
+    .addHelpText(
+      'after',
+      '\nExit codes: 0 done (also when there was nothing to do), 1 database error, 2 bad arguments.',
+    )
+    .action(
+      exitWith(async (options: MigrateOptions) => {
+        if (options.createDatabase === true) await createDatabase(cliDatabaseUrl(options.url));
+        return withDatabase(options.url, async ({ url, dataSource }) => {
+          const where = redactUrl(url);
+          if (options.revert === true) {
+            const before = await executedMigrations(dataSource);
+            await dataSource.undoLastMigration();
+            const after = new Set(await executedMigrations(dataSource));
+            const reverted = before.filter((name) => !after.has(name));
+            process.stdout.write(
+              reverted.length === 0
+                ? `nothing to revert on ${where}: no migration has run\n`
+                : reverted.map((name) => `reverted ${name} on ${where}\n`).join(''),
+            );
+          } else {
+            const ran = await dataSource.runMigrations();
+            process.stdout.write(
+              ran.length === 0
+                ? `${where} is up to date: no migration to run\n`
+                : ran.map((migration) => `ran ${migration.name} on ${where}\n`).join(''),
+            );
+          }
+          return EXIT.ok;
+        });
+      }),
+    );
+}
+
+async function createDatabase(url: string): Promise<void> {
+  await withServer(url, async (server) => {
+    const name = databaseNameOf(url);
+    const existing = (await server.query('SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?', [
+      name,
+    ])) as unknown[];
+    if (existing.length > 0) return;
+    await server.query(`CREATE DATABASE IF NOT EXISTS ${quoteIdentifier(name)}`);
+    process.stdout.write(`created database ${JSON.stringify(name)} on ${redactUrl(serverUrl(url))}\n`);
+  });
+}
+
+/** Names of the migrations TypeORM has recorded as run, oldest first; none when it never ran any. */
+async function executedMigrations(dataSource: DataSource): Promise<string[]> {
+  const table = dataSource.options.migrationsTableName ?? 'migrations';
+  const runner = dataSource.createQueryRunner();
+  try {
+    if (!(await runner.hasTable(table))) return [];
+    const rows = (await runner.query(`SELECT name FROM ${quoteIdentifier(table)} ORDER BY id`)) as Array<{
+      name: string;
+    }>;
+    return rows.map((row) => row.name);
+  } finally {
+    await runner.release();
+  }
+}

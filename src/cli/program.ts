@@ -1,0 +1,46 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Command } from 'commander';
+import { registerAcquire } from './commands/acquire';
+import { registerDemo } from './commands/demo';
+import { registerHeld } from './commands/held';
+import { registerLocks } from './commands/locks';
+import { registerMigrate } from './commands/migrate';
+import { registerRelease } from './commands/release';
+import { registerRun } from './commands/run';
+import { EXIT_CODES_HELP } from './exit-codes';
+
+/**
+ * The `slotlock` command. Errors do not exit the process (`exitOverride`): they reach
+ * {@link runCli}, which picks the exit code.
+ */
+export function createProgram(): Command {
+  const program = new Command('slotlock')
+    .description(
+      "Drydock slot locks from the shell: named locks taken all at once or not at all, in Phorge's " +
+        'drydock_slotlock table (MySQL/MariaDB), held until their owner releases them.',
+    )
+    .version(packageVersion(), '-V, --version')
+    // Settings below are copied into each subcommand by .command(), so they come first.
+    .exitOverride()
+    .enablePositionalOptions()
+    .showHelpAfterError('(add --help for usage)')
+    .addHelpText('after', EXIT_CODES_HELP);
+
+  registerMigrate(program);
+  registerAcquire(program);
+  registerRelease(program);
+  registerLocks(program);
+  registerHeld(program);
+  registerRun(program);
+  registerDemo(program);
+  return program;
+}
+
+function packageVersion(): string {
+  // dist/cli/program.js and src/cli/program.ts both sit two levels below package.json.
+  const manifest = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as {
+    version: string;
+  };
+  return manifest.version;
+}

@@ -1,0 +1,130 @@
+import type { QueryRunner } from 'typeorm';
+import { driverErrorOf } from '../errors/driver-error-of';
+import type { DriverErrorKind, InsertStatement, LockRow, SlotLockDialect, SqlStatement } from './dialect';
+import { portableTable, type PortableColumnTypes } from './portable-schema';
+
+/** PostgreSQL SQLSTATEs the service reacts to. */
+export const POSTGRES_ERRORS = Object.freeze({
+  /** unique_violation: only in a race, when a holder committed after the insert's snapshot. */
+  uniqueViolation: '23505',
+  /** deadlock_detected. */
+  deadlock: '40P01',
+  /** serialization_failure (SERIALIZABLE or REPEATABLE READ callers). */
+  serializationFailure: '40001',
+  /** lock_not_available: `lock_timeout` ran out. */
+  lockNotAvailable: '55P03',
+});
+
+/** `lockIndex` collates as "C": byte order and byte equality, case-sensitive. */
+export const POSTGRES_COLUMN_TYPES: PortableColumnTypes = {
+  id: 'int',
+  ownerPHID: { type: 'varchar', length: 64 },
+  lockIndex: { type: 'varchar', length: 12, collation: 'C' },
+  lockKey: 'text',
+};
+
+function quoteIdentifier(name: string): string {
+  return '"' + name.replace(/"/g, '""') + '"';
+}
+
+function quoteTable(table: string): string {
+  return table.split('.').map(quoteIdentifier).join('.');
+}
+
+/**
+ * PostgreSQL: the same columns, names and indexes as Phorge's table.
+ *
+ * A failed statement aborts a PostgreSQL transaction, and every duplicate key is an
+ * ERROR line in the server log. So the INSERT carries its own check
+ * (`… WHERE NOT EXISTS (held)`) and reports a held lock by inserting no row; only a
+ * holder that commits between the check and the insert still raises 23505. In a
+ * caller's transaction the service wraps it in a savepoint, so the caller's
+ * transaction stays usable whatever happens.
+ */
+export const postgresDialect: SlotLockDialect = Object.freeze({
+  dataSourceTypes: Object.freeze(['postgres']),
+  abortsTransactionOnError: true,
+  singleConnection: false,
+  // 65,535 bound parameters at most, three a row; smaller keeps planning cheap.
+  maxRowsPerStatement: 10_000,
+
+  quoteTable,
+
+  async createTable(runner: QueryRunner, table: string): Promise<void> {
+    await runner.createTable(portableTable(table, POSTGRES_COLUMN_TYPES));
+  },
+
+  async dropTable(runner: QueryRunner, table: string): Promise<void> {
+    await runner.dropTable(table);
+  },
+
+  insertLocks(table: string, rows: readonly LockRow[]): InsertStatement {
+    const params: unknown[] = [];
+    const values: string[] = [];
+    const indexes: string[] = [];
+    rows.forEach((row, i) => {
+      params.push(row.ownerPHID, row.lockIndex, row.lockKey);
+      values.push(`($${3 * i + 1}, $${3 * i + 2}, $${3 * i + 3})`);
+      indexes.push(`$${3 * i + 2}`);
+    });
+    const quoted = quoteTable(table);
+    return {
+      sql:
+        `INSERT INTO ${quoted} ("ownerPHID", "lockIndex", "lockKey") ` +
+        `SELECT v.o, v.i, v.k FROM (VALUES ${values.join(', ')}) AS v(o, i, k) ` +
+        `WHERE NOT EXISTS (SELECT 1 FROM ${quoted} WHERE "lockIndex" IN (${indexes.join(', ')}))`,
+      params,
+      rowCount: rows.length,
+    };
+  },
+
+  selectByIndexes(table: string, indexes: readonly string[]): SqlStatement {
+    const placeholders = indexes.map((_, i) => `$${i + 1}`).join(', ');
+    return {
+      sql: `SELECT "id", "ownerPHID", "lockIndex", "lockKey" FROM ${quoteTable(table)} WHERE "lockIndex" IN (${placeholders})`,
+      params: indexes,
+    };
+  },
+
+  selectByOwner(table: string, ownerPHID: string): SqlStatement {
+    return {
+      sql: `SELECT "id", "ownerPHID", "lockIndex", "lockKey" FROM ${quoteTable(table)} WHERE "ownerPHID" = $1 ORDER BY "id"`,
+      params: [ownerPHID],
+    };
+  },
+
+  deleteByOwner(table: string, ownerPHID: string): SqlStatement {
+    return { sql: `DELETE FROM ${quoteTable(table)} WHERE "ownerPHID" = $1`, params: [ownerPHID] };
+  },
+
+  classify(error: unknown): DriverErrorKind {
+    const code = driverErrorOf(error)?.code;
+    if (code === POSTGRES_ERRORS.uniqueViolation) return 'conflict';
+    if (
+      code === POSTGRES_ERRORS.deadlock ||
+      code === POSTGRES_ERRORS.serializationFailure ||
+      code === POSTGRES_ERRORS.lockNotAvailable
+    ) {
+      return 'contention';
+    }
+    return 'other';
+  },
+
+  async rollsBackTransaction(): Promise<boolean> {
+    // The service's savepoint takes the blow: rolling back to it revives the caller's transaction.
+    return false;
+  },
+
+  async readMaxStatementBytes(): Promise<number> {
+    // Parameters travel apart from the SQL text; rows per statement are what is limited.
+    return 64 * 1024 * 1024;
+  },
+
+  rowBytes(row: LockRow): number {
+    return Buffer.byteLength(row.ownerPHID) + row.lockIndex.length + Buffer.byteLength(row.lockKey) + 32;
+  },
+
+  autocommitQuery(): undefined {
+    return undefined;
+  },
+});

@@ -1,0 +1,103 @@
+import type { QueryRunner } from 'typeorm';
+import { driverErrorOf } from '../errors/driver-error-of';
+import type { DriverErrorKind, InsertStatement, LockRow, SlotLockDialect, SqlStatement } from './dialect';
+import { portableTable, type PortableColumnTypes } from './portable-schema';
+
+/** SQLite's text comparison is BINARY by default: byte-exact and case-sensitive. */
+export const SQLITE_COLUMN_TYPES: PortableColumnTypes = {
+  id: 'integer',
+  ownerPHID: { type: 'varchar', length: 64 },
+  lockIndex: { type: 'varchar', length: 12 },
+  lockKey: 'text',
+};
+
+function quoteIdentifier(name: string): string {
+  return '"' + name.replace(/"/g, '""') + '"';
+}
+
+function quoteTable(table: string): string {
+  return table.split('.').map(quoteIdentifier).join('.');
+}
+
+function placeholders(count: number, group: string): string {
+  return new Array<string>(count).fill(group).join(', ');
+}
+
+/**
+ * SQLite through better-sqlite3: one file, shared by several processes on one host.
+ * Writers take turns on the file lock; a writer that waited longer than the busy
+ * timeout gets SQLITE_BUSY, which is contention like a deadlock and is retried.
+ * TypeORM gives every query runner the same connection, so the service serializes
+ * its own work within a process (see `singleConnection`).
+ */
+export const sqliteDialect: SlotLockDialect = Object.freeze({
+  dataSourceTypes: Object.freeze(['better-sqlite3']),
+  abortsTransactionOnError: false,
+  singleConnection: true,
+  // 32,766 bound parameters at most, three a row.
+  maxRowsPerStatement: 10_000,
+
+  quoteTable,
+
+  async createTable(runner: QueryRunner, table: string): Promise<void> {
+    await runner.createTable(portableTable(table, SQLITE_COLUMN_TYPES));
+  },
+
+  async dropTable(runner: QueryRunner, table: string): Promise<void> {
+    await runner.dropTable(table);
+  },
+
+  insertLocks(table: string, rows: readonly LockRow[]): InsertStatement {
+    const params: unknown[] = [];
+    for (const row of rows) params.push(row.ownerPHID, row.lockIndex, row.lockKey);
+    return {
+      sql:
+        `INSERT INTO ${quoteTable(table)} ("ownerPHID", "lockIndex", "lockKey") VALUES ` +
+        placeholders(rows.length, '(?, ?, ?)'),
+      params,
+      rowCount: rows.length,
+    };
+  },
+
+  selectByIndexes(table: string, indexes: readonly string[]): SqlStatement {
+    return {
+      sql: `SELECT "id", "ownerPHID", "lockIndex", "lockKey" FROM ${quoteTable(table)} WHERE "lockIndex" IN (${placeholders(indexes.length, '?')})`,
+      params: indexes,
+    };
+  },
+
+  selectByOwner(table: string, ownerPHID: string): SqlStatement {
+    return {
+      sql: `SELECT "id", "ownerPHID", "lockIndex", "lockKey" FROM ${quoteTable(table)} WHERE "ownerPHID" = ? ORDER BY "id"`,
+      params: [ownerPHID],
+    };
+  },
+
+  deleteByOwner(table: string, ownerPHID: string): SqlStatement {
+    return { sql: `DELETE FROM ${quoteTable(table)} WHERE "ownerPHID" = ?`, params: [ownerPHID] };
+  },
+
+  classify(error: unknown): DriverErrorKind {
+    const code = driverErrorOf(error)?.code ?? '';
+    if (code === 'SQLITE_CONSTRAINT_UNIQUE') return 'conflict';
+    if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) return 'contention';
+    return 'other';
+  },
+
+  async rollsBackTransaction(): Promise<boolean> {
+    // SQLITE_BUSY fails the statement only; the caller's transaction stays open.
+    return false;
+  },
+
+  async readMaxStatementBytes(): Promise<number> {
+    return 64 * 1024 * 1024;
+  },
+
+  rowBytes(row: LockRow): number {
+    return Buffer.byteLength(row.ownerPHID) + row.lockIndex.length + Buffer.byteLength(row.lockKey) + 32;
+  },
+
+  autocommitQuery(): undefined {
+    return undefined;
+  },
+});

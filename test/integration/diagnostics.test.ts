@@ -1,9 +1,9 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import type { DataSource } from 'typeorm';
 import { SLOT_LOCK_CHANNELS, SlotLockService } from '../../src';
-import { freshDataSource } from '../support/database';
+import { ENGINES, freshEngineDataSource } from '../support/engines';
 
-describe('observability on node:diagnostics_channel', () => {
+describe.each(ENGINES)('observability on node:diagnostics_channel, on $name', (engine) => {
   let dataSource: DataSource;
   let service: SlotLockService;
   const events: Array<[channel: string, message: unknown]> = [];
@@ -15,7 +15,7 @@ describe('observability on node:diagnostics_channel', () => {
   });
 
   beforeAll(async () => {
-    dataSource = await freshDataSource('diagnostics');
+    dataSource = await freshEngineDataSource(engine, 'diagnostics');
     service = new SlotLockService(dataSource);
     for (const [name, listener] of listeners) subscribe(name, listener);
   });

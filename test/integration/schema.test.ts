@@ -1,6 +1,7 @@
 import type { DataSource } from 'typeorm';
 import { DrydockSlotLock, SlotLockException, SlotLockService, digestForIndex } from '../../src';
 import { allRows, freshDataSource } from '../support/database';
+import { ENGINES, freshEngineDataSource } from '../support/engines';
 
 /** Phorge's autopatch 20150916.drydock.slotlocks.1.sql, {$COLLATE_TEXT} = utf8mb4_bin. */
 const PHORGE_DDL = `CREATE TABLE drydock_slotlock (
@@ -162,5 +163,53 @@ describe('SPEC 2.3 sharing a table with Phorge', () => {
       .catch((e: unknown) => e)) as SlotLockException;
     expect(error).toBeInstanceOf(SlotLockException);
     expect(error.getLockMap()).toEqual({ theirs: 'PHID-DRYL-elsewhere' });
+  });
+});
+
+describe.each(ENGINES)('SPEC 2 the table on $name (portable part)', (engine) => {
+  let dataSource: DataSource;
+
+  beforeAll(async () => {
+    dataSource = await freshEngineDataSource(engine, 'schema_portable');
+  });
+  afterAll(async () => {
+    await dataSource?.destroy();
+  });
+
+  test('TypeORM sees no difference between the entity mapping and the migrated table', async () => {
+    const log = await dataSource.driver.createSchemaBuilder().log();
+    expect(log.upQueries.map((query) => query.query)).toEqual([]);
+  });
+
+  test('the same column names and index names as Phorge’s table, and no timestamps', () => {
+    const metadata = dataSource.getMetadata(DrydockSlotLock);
+    expect(metadata.tableName).toBe('drydock_slotlock');
+    expect(metadata.columns.map((column) => column.databaseName)).toEqual(['id', 'ownerPHID', 'lockIndex', 'lockKey']);
+    expect(
+      metadata.indices.map((index) => [index.name, index.isUnique, index.columns.map((c) => c.databaseName)]).sort(),
+    ).toEqual([
+      ['key_lock', true, ['lockIndex']],
+      ['key_owner', false, ['ownerPHID']],
+    ]);
+  });
+
+  test('lockIndex compares byte-exact: two indexes differing only in case are two locks', async () => {
+    const repository = dataSource.getRepository(DrydockSlotLock);
+    await repository.insert({ ownerPHID: 'PHID-A', lockIndex: 'aaaaaaaaaaaa', lockKey: 'lower' });
+    await repository.insert({ ownerPHID: 'PHID-B', lockIndex: 'AAAAAAAAAAAA', lockKey: 'upper' });
+    expect(await repository.countBy({ lockIndex: 'aaaaaaaaaaaa' })).toBe(1);
+    await expect(
+      repository.insert({ ownerPHID: 'PHID-C', lockIndex: 'aaaaaaaaaaaa', lockKey: 'again' }),
+    ).rejects.toThrow();
+    await repository.clear();
+  });
+
+  test('the migration reverts and runs again', async () => {
+    await dataSource.undoLastMigration();
+    const runner = dataSource.createQueryRunner();
+    const exists = await runner.hasTable('drydock_slotlock');
+    await runner.release();
+    await dataSource.runMigrations();
+    expect(exists).toBe(false);
   });
 });

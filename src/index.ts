@@ -25,6 +25,7 @@ export {
   DEFAULT_DATABASE_URL,
   dataSourceOptionsFromUrl,
   embeddedDatabaseUrl,
+  sqlitePath,
   redactUrl,
   resolveDatabaseUrl,
   SQLITE_BUSY_TIMEOUT_MS,

@@ -145,6 +145,52 @@ describe.each(ENGINES)('SPEC 4 the service on $name', (engine) => {
     });
   });
 
+  describe('4.1/4.2 inside the caller’s transaction', () => {
+    beforeAll(async () => {
+      await createScratchTable(dataSource, 'lease', [{ name: 'phid', type: 'varchar', length: '64' }]);
+    });
+    beforeEach(async () => {
+      await dataSource.createQueryBuilder().delete().from('lease').execute();
+    });
+
+    test('the caller’s commit keeps the locks with its own writes', async () => {
+      await dataSource.transaction(async (manager) => {
+        await insertRow(manager, 'lease', { phid: 'lease(1)' });
+        await service.acquireLocks(OWNER, ['host(1)'], { manager });
+      });
+      expect(await selectAll(dataSource, 'lease', 'phid')).toEqual([{ phid: 'lease(1)' }]);
+      expect((await service.loadLocks(OWNER)).map((lock) => lock.lockKey)).toEqual(['host(1)']);
+    });
+
+    test('the caller’s rollback drops the locks with its own writes', async () => {
+      const failure = new Error('lease failed');
+      await expect(
+        dataSource.transaction(async (manager) => {
+          await insertRow(manager, 'lease', { phid: 'lease(2)' });
+          await service.acquireLocks(OWNER, ['host(2)'], { manager });
+          throw failure;
+        }),
+      ).rejects.toBe(failure);
+      expect(await selectAll(dataSource, 'lease', 'phid')).toEqual([]);
+      expect(await service.isLockFree('host(2)')).toBe(true);
+    });
+
+    test('a conflict leaves the caller’s transaction usable: what it writes next still commits', async () => {
+      await service.acquireLocks(OTHER, ['host(3)']);
+      let caught: unknown;
+      await dataSource.transaction(async (manager) => {
+        caught = await service.acquireLocks(OWNER, ['host(4)', 'host(3)'], { manager }).catch((e: unknown) => e);
+        await insertRow(manager, 'lease', { phid: 'lease(after conflict)' });
+        await service.acquireLocks(OWNER, ['host(5)'], { manager });
+      });
+      expect(caught).toBeInstanceOf(SlotLockException);
+      expect((caught as SlotLockException).getLockMap()).toEqual({ 'host(3)': OTHER });
+      expect((caught as SlotLockException).transactionRolledBack).toBe(false);
+      expect(await selectAll(dataSource, 'lease', 'phid')).toEqual([{ phid: 'lease(after conflict)' }]);
+      expect((await service.loadLocks(OWNER)).map((lock) => lock.lockKey)).toEqual(['host(5)']);
+    });
+  });
+
   describe('4.3 other errors pass through', () => {
     test('a missing table is TypeORM’s own error, not a SlotLockException', async () => {
       const elsewhere = new SlotLockService(dataSource, { tableName: 'no_such_table' });

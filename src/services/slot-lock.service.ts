@@ -71,7 +71,8 @@ export class SlotLockService {
   #autocommitQuery: AutocommitQuery | null | undefined;
 
   /**
-   * @param dataSource - a TypeORM data source on MariaDB or MySQL (initialized before the first call).
+   * @param dataSource - a TypeORM data source of type `mysql`, `mariadb`, `postgres` or `better-sqlite3`
+   *   (initialized before the first call; keep a pool of two connections or more, see `readLockMap`).
    * @param options - see {@link SlotLockServiceOptions}; every field has a default.
    */
   constructor(dataSource: DataSource, options: SlotLockServiceOptions = {}) {

@@ -75,6 +75,17 @@ export function withDatabaseName(url: string, database: string): string {
   return parsed.toString();
 }
 
+/**
+ * Refuses a URL that is not MySQL's or MariaDB's, for what only they support here
+ * (`migrate --create-database`, `demo`).
+ */
+export function requireMysqlUrl(url: string, what: string): void {
+  cliDataSourceOptions(url); // a URL that cannot be used at all is said in the usual words
+  if (!/^(mysql|mariadb):/i.test(url)) {
+    throw new CliError(`${what} needs a MySQL or MariaDB server (mysql://…), not ${redactUrl(url)}`);
+  }
+}
+
 /** The URL without its database, e.g. `mysql://root@127.0.0.1:3306/`. */
 export function serverUrl(url: string): string {
   const parsed = new URL(url);
@@ -137,6 +148,16 @@ export function describeDatabaseError(error: unknown, url: string): unknown {
       return fail(`cannot connect to ${where}: ${text || code} (is the host reachable?); ${retry}`);
     case 'PROTOCOL_CONNECTION_LOST':
       return fail(`lost the connection to ${where}: ${text || code}; try again`);
+    // PostgreSQL and SQLite URLs work too (dataSourceOptionsFromUrl): their missing table and database.
+    case '42P01':
+      return fail(`${text} (${where}): create the lock table with \`slotlock migrate\` (same --url)`);
+    case '3D000':
+      return fail(`${text} (${where}): create the database, or fix the URL`);
+    case 'SQLITE_ERROR':
+      if (/no such table/i.test(text)) {
+        return fail(`${text} (${where}): create the lock table with \`slotlock migrate\` (same --url)`);
+      }
+      break;
   }
   switch (errno) {
     case 1045: // ER_ACCESS_DENIED_ERROR

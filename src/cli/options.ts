@@ -1,9 +1,10 @@
 import { InvalidArgumentError, Option } from 'commander';
 import { DATABASE_URL_ENV, DEFAULT_DATABASE_URL } from '../index';
+import { UsageError } from './cli-error';
 
 /** `--url <url>`: the database; see {@link cliDatabaseUrl}. */
-export function urlOption(): Option {
-  return new Option('--url <url>', `database URL (default: $${DATABASE_URL_ENV}, else ${DEFAULT_DATABASE_URL})`);
+export function urlOption(what = 'database URL'): Option {
+  return new Option('--url <url>', `${what} (default: $${DATABASE_URL_ENV}, else ${DEFAULT_DATABASE_URL})`);
 }
 
 /** `--owner <owner>`, required: locks never expire, so who holds them must be said, not guessed. */
@@ -48,21 +49,33 @@ export function integerBetween(min: number, max: number): (value: string) => num
 }
 
 /** Collects a repeatable option's values (`--lock a --lock b`). */
-export function collect(value: string, previous: readonly string[]): string[] {
-  return [...previous, value];
+export function collect(value: string, previous: readonly string[] | undefined): string[] {
+  return [...(previous ?? []), value];
 }
 
 /**
- * Checks `--owner` as the service would, but naming the option: a TypeError or
- * RangeError here is a usage error (exit 2).
+ * `--owner`, refused at once when empty (a forgotten `--owner "$VAR"`); the service checks
+ * the rest (at most 64 UTF-8 bytes, no lone surrogate) with a TypeError or RangeError.
  */
 export function checkOwnerOption(owner: string, optionName = '--owner'): string {
-  return checkOwner(owner, optionName);
+  if (owner === '') throw new UsageError(`${optionName} must not be empty`);
+  return owner;
 }
 
-/** Checks lock keys as the service would, naming each by its position: a TypeError or RangeError is a usage error. */
+/** Lock keys, refused at once when one is empty; the service checks the rest. */
 export function checkLockKeys(keys: readonly string[], what = 'lock key'): string[] {
-  return keys.map((key, position) =>
-    checkLockKey(key, DEFAULT_SLOT_LOCK_OPTIONS.maxKeyBytes, `${what} #${position + 1}`),
-  );
+  keys.forEach((key, position) => {
+    if (key === '') throw new UsageError(`${what} #${position + 1} must not be empty`);
+  });
+  return [...keys];
+}
+
+/**
+ * The service's argument errors name its parameters (`ownerPHID`, `lockKeys[0]`);
+ * the command line's user typed `--owner` and keys.
+ */
+export function inCommandLineTerms(message: string): string {
+  return message
+    .replace(/^ownerPHID\b/, '--owner')
+    .replace(/^lockKeys\[(\d+)\]/, (_match, index: string) => `lock key #${Number(index) + 1}`);
 }

@@ -23,6 +23,8 @@ export function createProgram(): Command {
     .version(packageVersion(), '-V, --version')
     // Settings below are copied into each subcommand by .command(), so they come first.
     .exitOverride()
+    // Commander's own errors in the same one-line shape as ours: "slotlock: <what>".
+    .configureOutput({ outputError: (text, write) => write(`slotlock: ${text.replace(/^error: /, '')}`) })
     .enablePositionalOptions()
     .showHelpAfterError('(add --help for usage)')
     .addHelpText('after', EXIT_CODES_HELP);

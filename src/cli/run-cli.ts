@@ -3,6 +3,7 @@ import { SlotLockException } from '../index';
 import { CliError } from './cli-error';
 import { firstLine } from './database';
 import { EXIT } from './exit-codes';
+import { inCommandLineTerms } from './options';
 import { createProgram } from './program';
 
 /**
@@ -38,7 +39,7 @@ function describeFailure(error: unknown): { message: string; exitCode: number } 
   if (error instanceof CliError) return { message: firstLine(error.message), exitCode: error.exitCode };
   // The service's checks of its arguments (an empty owner, a key too long...).
   if (error instanceof TypeError || error instanceof RangeError) {
-    return { message: firstLine(error.message), exitCode: EXIT.usage };
+    return { message: inCommandLineTerms(firstLine(error.message)), exitCode: EXIT.usage };
   }
   if (error instanceof SlotLockException) return { message: error.message, exitCode: EXIT.held };
   const message = error instanceof Error ? firstLine(error.message) || error.name : String(error);

@@ -24,7 +24,7 @@ export function registerDemo(program: Command): void {
         'without slot locks allocates bindings twice; round 2 takes `binding(ID)` with commitWithLocks and ' +
         'never does. Ends with a before/after table.',
     )
-    .addOption(urlOption())
+    .addOption(urlOption('a database URL of the server to use, its database part ignored'))
     .option('--database <name>', 'the demo database: DROPPED and recreated', 'slotlock_demo')
     .option('--allocators <n>', 'allocator processes (2-16)', integerBetween(2, 16), 4)
     .option('--bindings <n>', 'bindings to allocate (1-50)', integerBetween(1, 50), 3)

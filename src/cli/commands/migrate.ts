@@ -2,7 +2,15 @@ import type { Command } from 'commander';
 import type { DataSource } from 'typeorm';
 import { redactUrl } from '../../index';
 import { exitWith } from '../action';
-import { cliDatabaseUrl, databaseNameOf, quoteIdentifier, serverUrl, withDatabase, withServer } from '../database';
+import {
+  cliDatabaseUrl,
+  databaseNameOf,
+  quoteIdentifier,
+  requireMysqlUrl,
+  serverUrl,
+  withDatabase,
+  withServer,
+} from '../database';
 import { EXIT } from '../exit-codes';
 import { urlOption } from '../options';
 
@@ -59,6 +67,7 @@ export function registerMigrate(program: Command): void {
 }
 
 async function createDatabase(url: string): Promise<void> {
+  requireMysqlUrl(url, '--create-database');
   await withServer(url, async (server) => {
     const name = databaseNameOf(url);
     const existing = (await server.query('SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?', [

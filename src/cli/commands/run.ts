@@ -12,7 +12,7 @@ import { reportHeld } from '../report-held';
 
 interface RunOptions {
   readonly owner?: string;
-  readonly lock: string[];
+  readonly lock?: string[];
   readonly wait?: number;
   readonly url?: string;
 }
@@ -39,7 +39,7 @@ export function registerRun(program: Command): void {
     )
     .argument('<command>', 'the command to run')
     .argument('[args...]', 'its arguments')
-    .option('--lock <key>', 'a lock to hold while the command runs (repeat for more)', collect, [])
+    .option('--lock <key>', 'a lock to hold while the command runs (repeat for more)', collect)
     .option('--owner <owner>', 'who holds the locks (default: slotlock-run(<hostname>:<pid>), unique to this run)')
     .addOption(waitOption())
     .addOption(urlOption())
@@ -60,7 +60,7 @@ Example:
     .action(
       exitWith(async (command: string, args: string[], options: RunOptions) => {
         const owner = checkOwnerOption(options.owner ?? defaultRunOwner());
-        const keys = checkLockKeys(options.lock, '--lock');
+        const keys = checkLockKeys(options.lock ?? [], '--lock');
         if (keys.length === 0) throw new UsageError('run needs at least one --lock <key>');
         return withDatabase(options.url, ({ slotLocks, url }) =>
           runHoldingLocks(slotLocks, url, owner, keys, options.wait, command, args),

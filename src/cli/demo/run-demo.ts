@@ -1,19 +1,15 @@
 import type { DataSource } from 'typeorm';
 import { DEFAULT_SLOT_LOCK_OPTIONS, redactUrl } from '../../index';
-import {
-  cliDataSourceOptions,
-  quoteIdentifier,
-  serverUrl,
-  withDatabase,
-  withDatabaseName,
-  withServer,
-} from '../database';
+import { requireMysqlUrl, quoteIdentifier, serverUrl, withDatabase, withDatabaseName, withServer } from '../database';
 import { EXIT } from '../exit-codes';
 import { formatTable } from '../format-table';
 import { plural } from '../report-held';
 import { AllocatorPool } from './allocator-pool';
 import { bindingNames, CREATE_DEMO_TABLES, resourcesPerBinding } from './demo-schema';
 import type { AllocatorEvent } from './protocol';
+
+/** The lock table (the service's default). */
+const LOCK_TABLE = DEFAULT_SLOT_LOCK_OPTIONS.tableName;
 
 /** Settings of {@link runDemo}. */
 export interface DemoSettings {
@@ -52,7 +48,7 @@ export async function runDemo(settings: DemoSettings): Promise<number> {
   } catch {
     demoUrl = settings.url; // not a URL: the next line says so in the usual words
   }
-  cliDataSourceOptions(demoUrl);
+  requireMysqlUrl(demoUrl, 'the demo');
   const where = redactUrl(serverUrl(demoUrl));
 
   out("slotlock demo: the race of Phorge's slot-lock test plan (D14118), live");

@@ -1,0 +1,33 @@
+import { killCli, runCli } from '../support/cli';
+
+const SUBCOMMANDS = ['migrate', 'acquire', 'release', 'locks', 'held', 'run', 'demo'];
+
+afterEach(() => killCli());
+
+describe('slotlock --help', () => {
+  it('lists every subcommand and the exit codes', async () => {
+    const result = await runCli(['--help']);
+    expect(result).toMatchObject({ code: 0, stderr: '' });
+    for (const name of SUBCOMMANDS) expect(result.stdout).toMatch(new RegExp(`^  ${name} `, 'm'));
+    expect(result.stdout).toContain('Exit codes:');
+    expect(result.stdout).toMatch(/^ {2}75 +held/m);
+    expect(result.stdout).toMatch(/^ {2}2 +usage/m);
+  });
+
+  it.each(SUBCOMMANDS)('%s --help exits 0', async (name) => {
+    const result = await runCli([name, '--help']);
+    expect(result).toMatchObject({ code: 0, stderr: '' });
+    expect(result.stdout).toContain(`Usage: slotlock ${name}`);
+    expect(result.stdout).toContain('Exit codes:');
+  });
+
+  it('help <command> and --version exit 0; no command at all is a usage error', async () => {
+    expect((await runCli(['help', 'run'])).code).toBe(0);
+    const version = await runCli(['--version']);
+    expect(version.code).toBe(0);
+    expect(version.stdout).toMatch(/^\d+\.\d+\.\d+/);
+    const bare = await runCli([]);
+    expect(bare.code).toBe(2);
+    expect(bare.stderr).toContain('Usage: slotlock');
+  });
+});

@@ -1,5 +1,12 @@
 import { DataSource, QueryFailedError, type DataSourceOptions } from 'typeorm';
-import { dataSourceOptionsFromUrl, redactUrl, resolveDatabaseUrl, SlotLockException, SlotLockService } from '../index';
+import {
+  dataSourceOptionsFromUrl,
+  embeddedDatabaseUrl,
+  redactUrl,
+  resolveDatabaseUrl,
+  SlotLockException,
+  SlotLockService,
+} from '../index';
 import { CliError } from './cli-error';
 
 /** What every database subcommand gets: the URL in force, an initialized DataSource and the service on it. */
@@ -10,9 +17,12 @@ export interface CliDatabase {
   readonly slotLocks: SlotLockService;
 }
 
-/** The URL in force: `--url`, else `SLOTLOCK_DATABASE_URL`, else the default. */
+/**
+ * The URL in force: `--url`, else `SLOTLOCK_DATABASE_URL`, else the embedded SQLite
+ * file (`embeddedDatabaseUrl()`), so the command works on a machine with no server.
+ */
 export function cliDatabaseUrl(urlOption: string | undefined): string {
-  return resolveDatabaseUrl(urlOption);
+  return resolveDatabaseUrl(urlOption, process.env, embeddedDatabaseUrl());
 }
 
 /**
@@ -46,23 +56,6 @@ export async function withDatabase<T>(urlOption: string | undefined, fn: (db: Cl
   }
 }
 
-/**
- * Connects to the server of `url` without choosing a database (for CREATE and DROP
- * DATABASE), runs `fn` and disconnects.
- */
-export async function withServer<T>(url: string, fn: (server: DataSource) => Promise<T>): Promise<T> {
-  cliDataSourceOptions(url); // rejects a URL that cannot be used, in the same words
-  const dataSource = new DataSource({ type: 'mysql', url: serverUrl(url) });
-  try {
-    await dataSource.initialize();
-    return await fn(dataSource);
-  } catch (error) {
-    throw describeDatabaseError(error, url);
-  } finally {
-    if (dataSource.isInitialized) await dataSource.destroy().catch(() => undefined);
-  }
-}
-
 /** The database a URL names (its path), decoded. */
 export function databaseNameOf(url: string): string {
   return decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));
@@ -75,27 +68,11 @@ export function withDatabaseName(url: string, database: string): string {
   return parsed.toString();
 }
 
-/**
- * Refuses a URL that is not MySQL's or MariaDB's, for what only they support here
- * (`migrate --create-database`, `demo`).
- */
-export function requireMysqlUrl(url: string, what: string): void {
-  cliDataSourceOptions(url); // a URL that cannot be used at all is said in the usual words
-  if (!/^(mysql|mariadb):/i.test(url)) {
-    throw new CliError(`${what} needs a MySQL or MariaDB server (mysql://…), not ${redactUrl(url)}`);
-  }
-}
-
 /** The URL without its database, e.g. `mysql://root@127.0.0.1:3306/`. */
 export function serverUrl(url: string): string {
   const parsed = new URL(url);
   parsed.pathname = '/';
   return parsed.toString();
-}
-
-/** Quotes a MySQL identifier (a database name) for SQL text. */
-export function quoteIdentifier(name: string): string {
-  return '`' + name.replace(/`/g, '``') + '`';
 }
 
 /** mysql2's error fields, whether TypeORM wrapped the error (QueryFailedError) or not (connecting). */

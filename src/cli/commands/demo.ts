@@ -18,13 +18,14 @@ export function registerDemo(program: Command): void {
     .command('demo')
     .summary("race allocators without and with slot locks (the seed's test plan, live)")
     .description(
-      "Phorge's test plan for slot locks, live, in a few seconds. On the server of the URL it drops and " +
-        'recreates the database slotlock_demo (--database), migrates it, and adds a few bindings. Allocators ' +
+      "Phorge's test plan for slot locks, live, in a few seconds. Next to the database of the URL (the " +
+        'embedded SQLite file by default) it drops and recreates the database slotlock_demo (--database; ' +
+        'for SQLite the file slotlock_demo.sqlite in the same folder), migrates it, and adds a few bindings. Allocators ' +
         'in separate processes each load the free bindings, pause 300-800 ms, and allocate one. Round 1 ' +
         'without slot locks allocates bindings twice; round 2 takes `binding(ID)` with commitWithLocks and ' +
         'never does. Ends with a before/after table.',
     )
-    .addOption(urlOption('a database URL of the server to use, its database part ignored'))
+    .addOption(urlOption('a database URL: the demo uses its server (or, for SQLite, its folder)'))
     .option('--database <name>', 'the demo database: DROPPED and recreated', 'slotlock_demo')
     .option('--allocators <n>', 'allocator processes (2-16)', integerBetween(2, 16), 4)
     .option('--bindings <n>', 'bindings to allocate (1-50)', integerBetween(1, 50), 3)

@@ -2,15 +2,8 @@ import type { Command } from 'commander';
 import type { DataSource } from 'typeorm';
 import { redactUrl } from '../../index';
 import { exitWith } from '../action';
-import {
-  cliDatabaseUrl,
-  databaseNameOf,
-  quoteIdentifier,
-  requireMysqlUrl,
-  serverUrl,
-  withDatabase,
-  withServer,
-} from '../database';
+import { cliDatabaseUrl, withDatabase } from '../database';
+import { ensureDatabase } from '../server-admin';
 import { EXIT } from '../exit-codes';
 import { urlOption } from '../options';
 
@@ -31,7 +24,7 @@ export function registerMigrate(program: Command): void {
         'table). Not for a Phorge database: there the table exists already; use it as it is.',
     )
     .option('--revert', 'undo the last migration instead (drops drydock_slotlock, and every lock in it)')
-    .option('--create-database', 'create the database of the URL first if it does not exist')
+    .option('--create-database', 'create the database of the URL first if it does not exist (MySQL, PostgreSQL)')
     .addOption(urlOption())
     .addHelpText(
       'after',
@@ -67,16 +60,8 @@ export function registerMigrate(program: Command): void {
 }
 
 async function createDatabase(url: string): Promise<void> {
-  requireMysqlUrl(url, '--create-database');
-  await withServer(url, async (server) => {
-    const name = databaseNameOf(url);
-    const existing = (await server.query('SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?', [
-      name,
-    ])) as unknown[];
-    if (existing.length > 0) return;
-    await server.query(`CREATE DATABASE IF NOT EXISTS ${quoteIdentifier(name)}`);
-    process.stdout.write(`created database ${JSON.stringify(name)} on ${redactUrl(serverUrl(url))}\n`);
-  });
+  const created = await ensureDatabase(url);
+  if (created !== undefined) process.stdout.write(`${created}\n`);
 }
 
 /** Names of the migrations TypeORM has recorded as run, oldest first; none when it never ran any. */
@@ -85,7 +70,7 @@ async function executedMigrations(dataSource: DataSource): Promise<string[]> {
   const runner = dataSource.createQueryRunner();
   try {
     if (!(await runner.hasTable(table))) return [];
-    const rows = (await runner.query(`SELECT name FROM ${quoteIdentifier(table)} ORDER BY id`)) as Array<{
+    const rows = (await runner.query(`SELECT name FROM ${dataSource.driver.escape(table)} ORDER BY id`)) as Array<{
       name: string;
     }>;
     return rows.map((row) => row.name);

@@ -1,11 +1,13 @@
 import type { DataSource } from 'typeorm';
-import { DEFAULT_SLOT_LOCK_OPTIONS, redactUrl } from '../../index';
-import { requireMysqlUrl, quoteIdentifier, serverUrl, withDatabase, withDatabaseName, withServer } from '../database';
+import { clearLocks } from '../clear-locks';
+import { DEFAULT_SLOT_LOCK_OPTIONS } from '../../index';
+import { cliDataSourceOptions, withDatabase } from '../database';
+import { describeLocation, recreateDatabase } from '../server-admin';
 import { EXIT } from '../exit-codes';
 import { formatTable } from '../format-table';
 import { plural } from '../report-held';
 import { AllocatorPool } from './allocator-pool';
-import { bindingNames, CREATE_DEMO_TABLES, resourcesPerBinding } from './demo-schema';
+import { bindingNames, createDemoTables, deleteResources, insertBindings, resourcesPerBinding } from './demo-schema';
 import type { AllocatorEvent } from './protocol';
 
 /** The lock table (the service's default). */
@@ -13,7 +15,7 @@ const LOCK_TABLE = DEFAULT_SLOT_LOCK_OPTIONS.tableName;
 
 /** Settings of {@link runDemo}. */
 export interface DemoSettings {
-  /** A URL of the server to use; its database part is replaced by `database`. */
+  /** A database URL: the demo's database goes on its server (for SQLite, in its folder). */
   readonly url: string;
   /** The demo's database: dropped and recreated. */
   readonly database: string;
@@ -42,27 +44,17 @@ const out = (line = ''): void => {
  * (never). Resolves to the exit code: 0 when round 1 raced and round 2 did not.
  */
 export async function runDemo(settings: DemoSettings): Promise<number> {
-  let demoUrl: string;
-  try {
-    demoUrl = withDatabaseName(settings.url, settings.database);
-  } catch {
-    demoUrl = settings.url; // not a URL: the next line says so in the usual words
-  }
-  requireMysqlUrl(demoUrl, 'the demo');
-  const where = redactUrl(serverUrl(demoUrl));
-
+  cliDataSourceOptions(settings.url); // a URL that cannot be used is said in the usual words
   out("slotlock demo: the race of Phorge's slot-lock test plan (D14118), live");
-  await withServer(demoUrl, async (server) => {
-    await server.query(`DROP DATABASE IF EXISTS ${quoteIdentifier(settings.database)}`);
-    await server.query(`CREATE DATABASE ${quoteIdentifier(settings.database)}`);
-  });
+  const demoUrl = await recreateDatabase(settings.url, settings.database);
+  const where = describeLocation(demoUrl);
 
   return withDatabase(demoUrl, async ({ dataSource }) => {
     await dataSource.runMigrations();
-    for (const sql of CREATE_DEMO_TABLES) await dataSource.query(sql);
+    await createDemoTables(dataSource);
     const names = bindingNames(settings.bindings);
-    for (const name of names) await dataSource.query('INSERT INTO binding (name) VALUES (?)', [name]);
-    out(`  database ${settings.database} on ${where}: dropped, recreated, migrated`);
+    await insertBindings(dataSource, names);
+    out(`  database ${settings.database} at ${where}: dropped, recreated, migrated`);
     out(`  ${plural(names.length, 'binding')}: ${names.map((name, i) => `${i + 1} ${name}`).join(', ')}`);
     out(
       `  ${settings.allocators} allocators, each its own OS process; each loads the free bindings, ` +
@@ -86,8 +78,8 @@ export async function runDemo(settings: DemoSettings): Promise<number> {
       out('Round 1: without slot locks (each allocator takes the first free binding it loaded)');
       const round1 = await runRound(pool, dataSource, 1, false);
 
-      await dataSource.query('DELETE FROM resource');
-      await dataSource.query(`DELETE FROM ${LOCK_TABLE}`);
+      await deleteResources(dataSource);
+      await clearLocks(dataSource);
       out();
       out(
         "Round 2: with slot locks (commitWithLocks(resourcePHID, ['binding(ID)'], insert resource);" +

@@ -1,0 +1,83 @@
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
+import * as path from 'node:path';
+import { DataSource } from 'typeorm';
+import { redactUrl, sqlitePath } from '../index';
+import { describeDatabaseError, databaseNameOf, serverUrl, withDatabaseName } from './database';
+
+/** The engine a URL names. */
+export type UrlEngine = 'mysql' | 'postgres' | 'sqlite';
+
+/** The engine of a URL that `dataSourceOptionsFromUrl` accepted. */
+export function engineOf(url: string): UrlEngine {
+  if (url.startsWith('sqlite:')) return 'sqlite';
+  return /^postgres(ql)?:/i.test(url) ? 'postgres' : 'mysql';
+}
+
+function quote(engine: UrlEngine, name: string): string {
+  return engine === 'mysql' ? '`' + name.replace(/`/g, '``') + '`' : '"' + name.replace(/"/g, '""') + '"';
+}
+
+/**
+ * Connects to the server of `url` without its database (MySQL: none; PostgreSQL: the
+ * `postgres` maintenance database), runs `fn` and disconnects.
+ */
+async function withServer<T>(url: string, fn: (server: DataSource, engine: UrlEngine) => Promise<T>): Promise<T> {
+  const engine = engineOf(url);
+  const server = new DataSource(
+    engine === 'postgres'
+      ? { type: 'postgres', url: withDatabaseName(url, 'postgres') }
+      : { type: 'mysql', url: serverUrl(url) },
+  );
+  try {
+    await server.initialize();
+    return await fn(server, engine);
+  } catch (error) {
+    throw describeDatabaseError(error, url);
+  } finally {
+    if (server.isInitialized) await server.destroy().catch(() => undefined);
+  }
+}
+
+/**
+ * Creates the database of `url` when it is missing (a SQLite file is created on first
+ * use anyway). Resolves to a line saying what was done, or `undefined`.
+ */
+export async function ensureDatabase(url: string): Promise<string | undefined> {
+  if (engineOf(url) === 'sqlite') return undefined;
+  const name = databaseNameOf(url);
+  return withServer(url, async (server, engine) => {
+    const exists =
+      engine === 'postgres'
+        ? ((await server.query('SELECT 1 FROM pg_database WHERE datname = $1', [name])) as unknown[]).length > 0
+        : ((await server.query('SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?', [name])) as unknown[])
+            .length > 0;
+    if (exists) return undefined;
+    await server.query(`CREATE DATABASE ${quote(engine, name)}`);
+    return `created database ${JSON.stringify(name)} on ${redactUrl(serverUrl(url))}`;
+  });
+}
+
+/**
+ * Drops and re-creates the database `name` next to the one `url` names, and resolves
+ * to its URL: a database on the same MySQL or PostgreSQL server, or for SQLite a file
+ * `name.sqlite` in the same folder.
+ */
+export async function recreateDatabase(url: string, name: string): Promise<string> {
+  if (engineOf(url) === 'sqlite') {
+    const file = path.join(path.dirname(sqlitePath(url)), `${name}.sqlite`);
+    mkdirSync(path.dirname(file), { recursive: true });
+    for (const suffix of ['', '-wal', '-shm']) if (existsSync(file + suffix)) rmSync(file + suffix);
+    return `sqlite:${file}`;
+  }
+  const target = withDatabaseName(url, name);
+  await withServer(url, async (server, engine) => {
+    await server.query(`DROP DATABASE IF EXISTS ${quote(engine, name)}${engine === 'postgres' ? ' WITH (FORCE)' : ''}`);
+    await server.query(`CREATE DATABASE ${quote(engine, name)}`);
+  });
+  return target;
+}
+
+/** Where the demo's database is, for people: a server URL (password hidden) or a file. */
+export function describeLocation(url: string): string {
+  return engineOf(url) === 'sqlite' ? sqlitePath(url) : redactUrl(serverUrl(url));
+}

@@ -1,7 +1,8 @@
 import type { QueryRunner } from 'typeorm';
 import { driverErrorOf } from '../errors/driver-error-of';
-import type { DriverErrorKind, InsertStatement, LockRow, SlotLockDialect, SqlStatement } from './dialect';
+import type { DriverErrorKind, InsertStatement, LockRow, SlotLockDialect } from './dialect';
 import { portableTable, type PortableColumnTypes } from './portable-schema';
+import { quotedSql } from './quoted-sql';
 
 /** PostgreSQL SQLSTATEs the service reacts to. */
 export const POSTGRES_ERRORS = Object.freeze({
@@ -23,13 +24,7 @@ export const POSTGRES_COLUMN_TYPES: PortableColumnTypes = {
   lockKey: 'text',
 };
 
-function quoteIdentifier(name: string): string {
-  return '"' + name.replace(/"/g, '""') + '"';
-}
-
-function quoteTable(table: string): string {
-  return table.split('.').map(quoteIdentifier).join('.');
-}
+const sql = quotedSql((n) => `$${n}`);
 
 /**
  * PostgreSQL: the same columns, names and indexes as Phorge's table.
@@ -48,7 +43,7 @@ export const postgresDialect: SlotLockDialect = Object.freeze({
   // 65,535 bound parameters at most, three a row; smaller keeps planning cheap.
   maxRowsPerStatement: 10_000,
 
-  quoteTable,
+  quoteTable: sql.quoteTable,
 
   async createTable(runner: QueryRunner, table: string): Promise<void> {
     await runner.createTable(portableTable(table, POSTGRES_COLUMN_TYPES));
@@ -67,7 +62,7 @@ export const postgresDialect: SlotLockDialect = Object.freeze({
       values.push(`($${3 * i + 1}, $${3 * i + 2}, $${3 * i + 3})`);
       indexes.push(`$${3 * i + 2}`);
     });
-    const quoted = quoteTable(table);
+    const quoted = sql.quoteTable(table);
     return {
       sql:
         `INSERT INTO ${quoted} ("ownerPHID", "lockIndex", "lockKey") ` +
@@ -78,24 +73,9 @@ export const postgresDialect: SlotLockDialect = Object.freeze({
     };
   },
 
-  selectByIndexes(table: string, indexes: readonly string[]): SqlStatement {
-    const placeholders = indexes.map((_, i) => `$${i + 1}`).join(', ');
-    return {
-      sql: `SELECT "id", "ownerPHID", "lockIndex", "lockKey" FROM ${quoteTable(table)} WHERE "lockIndex" IN (${placeholders})`,
-      params: indexes,
-    };
-  },
-
-  selectByOwner(table: string, ownerPHID: string): SqlStatement {
-    return {
-      sql: `SELECT "id", "ownerPHID", "lockIndex", "lockKey" FROM ${quoteTable(table)} WHERE "ownerPHID" = $1 ORDER BY "id"`,
-      params: [ownerPHID],
-    };
-  },
-
-  deleteByOwner(table: string, ownerPHID: string): SqlStatement {
-    return { sql: `DELETE FROM ${quoteTable(table)} WHERE "ownerPHID" = $1`, params: [ownerPHID] };
-  },
+  selectByIndexes: sql.selectByIndexes,
+  selectByOwner: sql.selectByOwner,
+  deleteByOwner: sql.deleteByOwner,
 
   classify(error: unknown): DriverErrorKind {
     const code = driverErrorOf(error)?.code;

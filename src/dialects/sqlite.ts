@@ -1,7 +1,8 @@
 import type { QueryRunner } from 'typeorm';
 import { driverErrorOf } from '../errors/driver-error-of';
-import type { DriverErrorKind, InsertStatement, LockRow, SlotLockDialect, SqlStatement } from './dialect';
+import type { DriverErrorKind, InsertStatement, LockRow, SlotLockDialect } from './dialect';
 import { portableTable, type PortableColumnTypes } from './portable-schema';
+import { quotedSql } from './quoted-sql';
 
 /** SQLite's text comparison is BINARY by default: byte-exact and case-sensitive. */
 export const SQLITE_COLUMN_TYPES: PortableColumnTypes = {
@@ -11,13 +12,7 @@ export const SQLITE_COLUMN_TYPES: PortableColumnTypes = {
   lockKey: 'text',
 };
 
-function quoteIdentifier(name: string): string {
-  return '"' + name.replace(/"/g, '""') + '"';
-}
-
-function quoteTable(table: string): string {
-  return table.split('.').map(quoteIdentifier).join('.');
-}
+const sql = quotedSql(() => '?');
 
 function placeholders(count: number, group: string): string {
   return new Array<string>(count).fill(group).join(', ');
@@ -37,7 +32,7 @@ export const sqliteDialect: SlotLockDialect = Object.freeze({
   // 32,766 bound parameters at most, three a row.
   maxRowsPerStatement: 10_000,
 
-  quoteTable,
+  quoteTable: sql.quoteTable,
 
   async createTable(runner: QueryRunner, table: string): Promise<void> {
     await runner.createTable(portableTable(table, SQLITE_COLUMN_TYPES));
@@ -52,30 +47,16 @@ export const sqliteDialect: SlotLockDialect = Object.freeze({
     for (const row of rows) params.push(row.ownerPHID, row.lockIndex, row.lockKey);
     return {
       sql:
-        `INSERT INTO ${quoteTable(table)} ("ownerPHID", "lockIndex", "lockKey") VALUES ` +
+        `INSERT INTO ${sql.quoteTable(table)} ("ownerPHID", "lockIndex", "lockKey") VALUES ` +
         placeholders(rows.length, '(?, ?, ?)'),
       params,
       rowCount: rows.length,
     };
   },
 
-  selectByIndexes(table: string, indexes: readonly string[]): SqlStatement {
-    return {
-      sql: `SELECT "id", "ownerPHID", "lockIndex", "lockKey" FROM ${quoteTable(table)} WHERE "lockIndex" IN (${placeholders(indexes.length, '?')})`,
-      params: indexes,
-    };
-  },
-
-  selectByOwner(table: string, ownerPHID: string): SqlStatement {
-    return {
-      sql: `SELECT "id", "ownerPHID", "lockIndex", "lockKey" FROM ${quoteTable(table)} WHERE "ownerPHID" = ? ORDER BY "id"`,
-      params: [ownerPHID],
-    };
-  },
-
-  deleteByOwner(table: string, ownerPHID: string): SqlStatement {
-    return { sql: `DELETE FROM ${quoteTable(table)} WHERE "ownerPHID" = ?`, params: [ownerPHID] };
-  },
+  selectByIndexes: sql.selectByIndexes,
+  selectByOwner: sql.selectByOwner,
+  deleteByOwner: sql.deleteByOwner,
 
   classify(error: unknown): DriverErrorKind {
     const code = driverErrorOf(error)?.code ?? '';

@@ -1,0 +1,46 @@
+import type { SqlStatement } from './dialect';
+
+/**
+ * The SQL that PostgreSQL and SQLite share: standard double-quoted identifiers (the
+ * columns are mixed-case), differing only in how a bound parameter is written.
+ */
+export interface QuotedSql {
+  quoteTable(table: string): string;
+  selectByIndexes(table: string, indexes: readonly string[]): SqlStatement;
+  selectByOwner(table: string, ownerPHID: string): SqlStatement;
+  deleteByOwner(table: string, ownerPHID: string): SqlStatement;
+}
+
+function quoteIdentifier(name: string): string {
+  return '"' + name.replace(/"/g, '""') + '"';
+}
+
+/** Quotes a table name, `schema.table` included, with double quotes. */
+export function quoteTable(table: string): string {
+  return table.split('.').map(quoteIdentifier).join('.');
+}
+
+const COLUMNS = '"id", "ownerPHID", "lockIndex", "lockKey"';
+
+/** The shared statements, with `placeholder(n)` writing the n-th (1-based) parameter. */
+export function quotedSql(placeholder: (n: number) => string): QuotedSql {
+  return Object.freeze({
+    quoteTable,
+    selectByIndexes(table: string, indexes: readonly string[]): SqlStatement {
+      const list = indexes.map((_, i) => placeholder(i + 1)).join(', ');
+      return {
+        sql: `SELECT ${COLUMNS} FROM ${quoteTable(table)} WHERE "lockIndex" IN (${list})`,
+        params: indexes,
+      };
+    },
+    selectByOwner(table: string, ownerPHID: string): SqlStatement {
+      return {
+        sql: `SELECT ${COLUMNS} FROM ${quoteTable(table)} WHERE "ownerPHID" = ${placeholder(1)} ORDER BY "id"`,
+        params: [ownerPHID],
+      };
+    },
+    deleteByOwner(table: string, ownerPHID: string): SqlStatement {
+      return { sql: `DELETE FROM ${quoteTable(table)} WHERE "ownerPHID" = ${placeholder(1)}`, params: [ownerPHID] };
+    },
+  });
+}

@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { MYSQL_SERVER_URL, recreateDatabase, testDatabaseName, withAdmin } from '../support/database';
 import { ENGINES } from '../support/engines';
+import { phorgeDdl } from '../support/phorge';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const run = promisify(execFile);
@@ -91,14 +92,7 @@ describe('the README examples', () => {
     await withAdmin(async (admin) => {
       await admin.query(`DROP DATABASE IF EXISTS \`${PHORGE_NAMESPACE}_drydock\``);
       await admin.query(`CREATE DATABASE \`${PHORGE_NAMESPACE}_drydock\``);
-      await admin.query(`CREATE TABLE \`${PHORGE_NAMESPACE}_drydock\`.drydock_slotlock (
-        id INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
-        ownerPHID VARBINARY(64) NOT NULL,
-        lockIndex BINARY(12) NOT NULL,
-        lockKey LONGTEXT NOT NULL COLLATE utf8mb4_bin,
-        UNIQUE KEY \`key_lock\` (lockIndex),
-        KEY \`key_owner\` (ownerPHID)
-      ) ENGINE=InnoDB, COLLATE utf8mb4_bin`);
+      await admin.query(phorgeDdl(`\`${PHORGE_NAMESPACE}_drydock\`.drydock_slotlock`));
     });
     const postgres = ENGINES.find((engine) => engine.name === 'postgres');
     if (postgres !== undefined) await postgres.recreate('readme');

@@ -2,16 +2,7 @@ import type { DataSource } from 'typeorm';
 import { DrydockSlotLock, SlotLockException, SlotLockService, digestForIndex } from '../../src';
 import { allRows, freshDataSource } from '../support/database';
 import { ENGINES, freshEngineDataSource } from '../support/engines';
-
-/** Phorge's autopatch 20150916.drydock.slotlocks.1.sql, {$COLLATE_TEXT} = utf8mb4_bin. */
-const PHORGE_DDL = `CREATE TABLE drydock_slotlock (
-  id INT UNSIGNED NOT NULL AUTO_INCREMENT PRIMARY KEY,
-  ownerPHID VARBINARY(64) NOT NULL,
-  lockIndex BINARY(12) NOT NULL,
-  lockKey LONGTEXT NOT NULL COLLATE utf8mb4_bin,
-  UNIQUE KEY \`key_lock\` (lockIndex),
-  KEY \`key_owner\` (ownerPHID)
-) ENGINE=InnoDB, COLLATE utf8mb4_bin`;
+import { phorgeDdl } from '../support/phorge';
 
 async function showCreateTable(dataSource: DataSource): Promise<string> {
   const [row] = (await dataSource.query('SHOW CREATE TABLE drydock_slotlock')) as Array<Record<string, string>>;
@@ -31,7 +22,7 @@ describe('SPEC 2 the table', () => {
   test('2.2 the migration creates the table Phorge creates, byte for byte', async () => {
     const fromMigration = await showCreateTable(dataSource);
     await dataSource.undoLastMigration();
-    await dataSource.query(PHORGE_DDL);
+    await dataSource.query(phorgeDdl());
     const fromPhorge = await showCreateTable(dataSource);
     await dataSource.query('DROP TABLE drydock_slotlock');
     await dataSource.runMigrations();

@@ -4,19 +4,35 @@
  * `durationMs`, each cycling acquire → verify → hold → release → verify, and prints
  * counts of what it saw as one JSON line ({@link RaceWorkerResult}).
  *
+ * Any engine: the database is a URL (`mysql://`, `postgres://`, `sqlite:`), opened with
+ * the package's own `dataSourceOptionsFromUrl`, and every check reads the table through
+ * TypeORM's repository and query builder, never engine-specific SQL.
+ *
  * Every cycle uses a fresh owner whose name ends in `-n<distinct keys>`, so an observer
  * that only reads the table can tell a whole set from part of one.
  */
 import 'reflect-metadata';
-import { DataSource, QueryFailedError } from 'typeorm';
-import { SlotLockException, SlotLockService } from '../../src';
-import { dataSourceOptions } from './database';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { DataSource, QueryFailedError, type DataSourceOptions } from 'typeorm';
+import {
+  DrydockSlotLock,
+  SLOT_LOCK_CHANNELS,
+  SlotLockException,
+  SlotLockService,
+  dataSourceOptionsFromUrl,
+  type SlotLockRetryEvent,
+} from '../../src';
 import { readyBarrier, runWorker } from './spawn-workers';
 
 /** What the parent passes to each race worker. */
 export interface RaceWorkerConfig {
-  /** Database holding the migrated lock table. */
-  readonly database: string;
+  /** URL of the database holding the migrated lock table (`engine.url(label)`). */
+  readonly url: string;
+  /**
+   * Put in every owner, so that rows left by another run sharing the database (two test
+   * runs at once) can be told from this run's.
+   */
+  readonly runId: string;
   /** Distinguishes this worker's owners from the other workers'. */
   readonly workerId: number;
   /** How long the callers keep cycling, from the moment the barrier opens. */
@@ -25,7 +41,10 @@ export interface RaceWorkerConfig {
   readonly maxCycles?: number;
   /** Concurrent callers in this process. */
   readonly loops: number;
-  /** Connection pool size of this worker's DataSource. */
+  /**
+   * Connection pool size of this worker's DataSource, on engines with pools (MariaDB,
+   * PostgreSQL). Ignored on SQLite: one connection per process, shared by its callers.
+   */
   readonly poolSize: number;
   /** Each success holds its set for a random 0..holdMaxMs milliseconds. */
   readonly holdMaxMs: number;
@@ -59,6 +78,8 @@ export interface EscapedError {
 /** What one race worker prints. */
 export interface RaceWorkerResult {
   readonly workerId: number;
+  /** The TypeORM driver this worker raced on (`mysql`, `postgres`, `better-sqlite3`). */
+  readonly dataSourceType: string;
   /** Acquire attempts made (cycles). */
   readonly attempts: number;
   /** acquireLocks resolved. */
@@ -77,8 +98,11 @@ export interface RaceWorkerResult {
   readonly malformedConflicts: number;
   /** Errors other than SlotLockException from acquireLocks, releaseLocks, or the checks' own queries. */
   readonly escaped: number;
-  /** …and how many of those carried errno 1213 or 1205. */
-  readonly escapedDeadlocks: number;
+  /**
+   * …and how many of those were contention the service should have retried: MySQL
+   * errno 1213 or 1205, PostgreSQL 40P01, 40001 or 55P03, SQLite SQLITE_BUSY or SQLITE_LOCKED.
+   */
+  readonly escapedContention: number;
   /** The first few escaped errors. */
   readonly escapedSamples: EscapedError[];
   /** After a success, the owner's rows were not exactly the requested set. */
@@ -97,10 +121,20 @@ export interface RaceWorkerResult {
   readonly violationSamples: string[];
   /** Milliseconds the callers actually ran. */
   readonly elapsedMs: number;
+  /**
+   * Contention the service retried (deadlocks, lock-wait timeouts, SQLITE_BUSY …), from
+   * its diagnostics channel: how many retries, keyed `operation:code`. Logged, not asserted.
+   */
+  readonly retries: Record<string, number>;
+  /** Milliseconds from this process's start until it was connected and at the barrier. */
+  readonly startupMs: number;
 }
 
 const MAX_SAMPLES = 5;
-const TABLE = 'drydock_slotlock';
+
+/** Driver codes of contention on each engine (see {@link RaceWorkerResult.escapedContention}). */
+const CONTENTION_ERRNOS = new Set([1213, 1205]);
+const CONTENTION_CODES = /^(40P01|40001|55P03|SQLITE_BUSY.*|SQLITE_LOCKED.*)$/;
 
 /** The i-th key of the small pool. */
 export function raceKey(i: number): string {
@@ -114,15 +148,31 @@ export function bigKey(i: number): string {
 
 type Counters = { -readonly [K in keyof RaceWorkerResult]: RaceWorkerResult[K] };
 
+/** This worker's DataSource options: the URL's, plus the pool size where the engine pools connections. */
+function workerDataSourceOptions(config: RaceWorkerConfig): DataSourceOptions {
+  const options = dataSourceOptionsFromUrl(config.url);
+  switch (options.type) {
+    case 'mysql':
+    case 'postgres':
+      return { ...options, poolSize: config.poolSize };
+    default:
+      return options;
+  }
+}
+
 async function main(config: RaceWorkerConfig): Promise<RaceWorkerResult> {
-  const dataSource = new DataSource(dataSourceOptions(config.database, { poolSize: config.poolSize }));
+  const options = workerDataSourceOptions(config);
+  const dataSource = new DataSource(options);
   await dataSource.initialize();
   const service = new SlotLockService(dataSource);
+  const locks = dataSource.getRepository(DrydockSlotLock);
   // Warm the pool so that connecting does not count against the racing time.
-  await Promise.all(Array.from({ length: config.poolSize }, () => dataSource.query('SELECT 1')));
+  const connections = options.type === 'better-sqlite3' ? 1 : config.poolSize;
+  await Promise.all(Array.from({ length: connections }, () => locks.count()));
 
   const counters: Counters = {
     workerId: config.workerId,
+    dataSourceType: options.type,
     attempts: 0,
     successes: 0,
     conflicts: 0,
@@ -132,7 +182,7 @@ async function main(config: RaceWorkerConfig): Promise<RaceWorkerResult> {
     maxExceptionAttempts: 0,
     malformedConflicts: 0,
     escaped: 0,
-    escapedDeadlocks: 0,
+    escapedContention: 0,
     escapedSamples: [],
     partialSets: 0,
     heldAfterConflict: 0,
@@ -142,24 +192,40 @@ async function main(config: RaceWorkerConfig): Promise<RaceWorkerResult> {
     observerPartialSightings: 0,
     violationSamples: [],
     elapsedMs: 0,
+    startupMs: 0,
+    retries: {},
   };
+  const onRetry = (message: unknown): void => {
+    const { operation, code } = message as SlotLockRetryEvent;
+    const name = `${operation}:${String(code)}`;
+    counters.retries[name] = (counters.retries[name] ?? 0) + 1;
+  };
+  subscribe(SLOT_LOCK_CHANNELS.retry, onRetry);
   const violation = (text: string): void => {
     if (counters.violationSamples.length < MAX_SAMPLES) counters.violationSamples.push(text);
   };
   const escape = (op: EscapedError['op'], error: unknown): void => {
     counters.escaped += 1;
     const described = describeError(op, error);
-    if (described.errno === 1213 || described.errno === 1205) counters.escapedDeadlocks += 1;
+    if (
+      (described.errno !== undefined && CONTENTION_ERRNOS.has(described.errno)) ||
+      (described.code !== undefined && CONTENTION_CODES.test(described.code))
+    ) {
+      counters.escapedContention += 1;
+    }
     if (counters.escapedSamples.length < MAX_SAMPLES) counters.escapedSamples.push(described);
   };
 
+  // The keys `owner` holds, read through the entity (its mapping turns MySQL's binary columns into strings).
   const ownerKeys = async (owner: string): Promise<string[]> => {
-    const rows = (await dataSource.query(`SELECT lockKey FROM ${TABLE} WHERE ownerPHID = ?`, [owner])) as Array<{
-      lockKey: string | Buffer;
-    }>;
-    return rows.map((row) => String(row.lockKey));
+    const rows = await locks.createQueryBuilder('lock').where('lock.ownerPHID = :owner', { owner }).getMany();
+    return rows.map((row) => row.lockKey);
   };
+  // Whether `owner` holds nothing; when it does hold something, which keys (for the report).
+  const heldKeysIfAny = async (owner: string): Promise<string[]> =>
+    (await locks.countBy({ ownerPHID: owner })) === 0 ? [] : ownerKeys(owner);
 
+  counters.startupMs = Math.round(process.uptime() * 1000);
   await readyBarrier();
   const started = Date.now();
   const deadline = started + config.durationMs;
@@ -171,9 +237,14 @@ async function main(config: RaceWorkerConfig): Promise<RaceWorkerResult> {
       Date.now() < deadline && (config.maxCycles === undefined || cycle <= config.maxCycles);
       cycle += 1
     ) {
+      // better-sqlite3 answers synchronously, so on SQLite every await of a cycle settles
+      // as a microtask: a caller meeting conflict after conflict would never let timers
+      // run, and the other caller of this process would hold its set (its hold is a
+      // setTimeout) until the deadline. Yield to the event loop once per cycle.
+      await new Promise<void>((resolve) => setImmediate(resolve));
       const keys = pickKeys(config);
       const distinct = new Set(keys);
-      const owner = `PHID-RACE-${config.workerId}-${loop}-${cycle}-n${distinct.size}`;
+      const owner = `PHID-RACE-${config.runId}-${config.workerId}-${loop}-${cycle}-n${distinct.size}`;
       counters.attempts += 1;
 
       try {
@@ -195,7 +266,7 @@ async function main(config: RaceWorkerConfig): Promise<RaceWorkerResult> {
         }
         // All or nothing: a failed acquisition leaves this owner holding nothing.
         try {
-          const held = await ownerKeys(owner);
+          const held = await heldKeysIfAny(owner);
           if (held.length > 0) {
             counters.heldAfterConflict += 1;
             violation(`${owner}: holds ${JSON.stringify(held)} after a failed acquireLocks`);
@@ -234,7 +305,7 @@ async function main(config: RaceWorkerConfig): Promise<RaceWorkerResult> {
         await service.releaseLocks(owner).catch(() => undefined);
       }
       try {
-        const left = await ownerKeys(owner);
+        const left = await heldKeysIfAny(owner);
         if (left.length > 0) {
           counters.leftAfterRelease += 1;
           violation(`${owner}: still holds ${JSON.stringify(left)} after releaseLocks`);
@@ -245,20 +316,25 @@ async function main(config: RaceWorkerConfig): Promise<RaceWorkerResult> {
     }
   };
 
-  // Reads the whole table in one statement (one consistent snapshot): an owner seen with
-  // fewer rows than its name announces was caught holding part of a set.
+  // Reads the whole table in one statement (one consistent snapshot on every engine): an
+  // owner seen with fewer rows than its name announces was caught holding part of a set.
   const observer = async (everyMs: number): Promise<void> => {
     while (running) {
       try {
-        const rows = (await dataSource.query(
-          `SELECT CAST(ownerPHID AS CHAR) AS owner, COUNT(*) AS n FROM ${TABLE} GROUP BY ownerPHID`,
-        )) as Array<{ owner: string; n: number | string }>;
+        const rows = await locks
+          .createQueryBuilder('lock')
+          .select('lock.ownerPHID', 'owner')
+          .addSelect('COUNT(*)', 'n')
+          .groupBy('lock.ownerPHID')
+          .getRawMany<{ owner: string | Buffer; n: number | string }>();
         counters.observerScans += 1;
         for (const row of rows) {
-          const expected = /-n(\d+)$/.exec(row.owner)?.[1];
+          // Raw rows skip the entity's transformer: MySQL's VARBINARY owner arrives as a Buffer.
+          const owner = Buffer.isBuffer(row.owner) ? row.owner.toString('utf8') : String(row.owner);
+          const expected = /-n(\d+)$/.exec(owner)?.[1];
           if (expected !== undefined && Number(row.n) !== Number(expected)) {
             counters.observerPartialSightings += 1;
-            violation(`observer: ${row.owner} holds ${String(row.n)} rows`);
+            violation(`observer: ${owner} holds ${String(row.n)} rows`);
           }
         }
       } catch (error) {
@@ -273,6 +349,7 @@ async function main(config: RaceWorkerConfig): Promise<RaceWorkerResult> {
   counters.elapsedMs = Date.now() - started;
   running = false;
   await observing;
+  unsubscribe(SLOT_LOCK_CHANNELS.retry, onRetry);
   await dataSource.destroy();
   return counters;
 }

@@ -1,4 +1,4 @@
-import { EntitySchema, Table, type ColumnType } from 'typeorm';
+import { EntitySchema, Table, type ColumnType, type QueryRunner } from 'typeorm';
 import { DrydockSlotLock } from '../entities/drydock-slot-lock.entity';
 
 /**
@@ -65,4 +65,19 @@ export function portableTable(table: string, types: PortableColumnTypes): Table 
       { name: 'key_owner', columnNames: ['ownerPHID'] },
     ],
   });
+}
+
+/** The migration's half of a dialect on such an engine: create and drop the described table. */
+export function portableTableMigration(types: PortableColumnTypes): {
+  createTable(runner: QueryRunner, table: string): Promise<void>;
+  dropTable(runner: QueryRunner, table: string): Promise<void>;
+} {
+  return {
+    async createTable(runner, table) {
+      await runner.createTable(portableTable(table, types));
+    },
+    async dropTable(runner, table) {
+      await runner.dropTable(table);
+    },
+  };
 }

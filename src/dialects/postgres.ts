@@ -1,7 +1,6 @@
-import type { QueryRunner } from 'typeorm';
 import { driverErrorOf } from '../errors/driver-error-of';
 import type { DriverErrorKind, InsertStatement, LockRow, SlotLockDialect } from './dialect';
-import { portableTable, type PortableColumnTypes } from './portable-schema';
+import { portableTableMigration, type PortableColumnTypes } from './portable-schema';
 import { quotedSql } from './quoted-sql';
 
 /** PostgreSQL SQLSTATEs the service reacts to. */
@@ -45,13 +44,7 @@ export const postgresDialect: SlotLockDialect = Object.freeze({
 
   quoteTable: sql.quoteTable,
 
-  async createTable(runner: QueryRunner, table: string): Promise<void> {
-    await runner.createTable(portableTable(table, POSTGRES_COLUMN_TYPES));
-  },
-
-  async dropTable(runner: QueryRunner, table: string): Promise<void> {
-    await runner.dropTable(table);
-  },
+  ...portableTableMigration(POSTGRES_COLUMN_TYPES),
 
   insertLocks(table: string, rows: readonly LockRow[]): InsertStatement {
     const params: unknown[] = [];

@@ -1,7 +1,6 @@
-import type { QueryRunner } from 'typeorm';
 import { driverErrorOf } from '../errors/driver-error-of';
 import type { DriverErrorKind, InsertStatement, LockRow, SlotLockDialect } from './dialect';
-import { portableTable, type PortableColumnTypes } from './portable-schema';
+import { portableTableMigration, type PortableColumnTypes } from './portable-schema';
 import { quotedSql } from './quoted-sql';
 
 /** SQLite's text comparison is BINARY by default: byte-exact and case-sensitive. */
@@ -34,13 +33,7 @@ export const sqliteDialect: SlotLockDialect = Object.freeze({
 
   quoteTable: sql.quoteTable,
 
-  async createTable(runner: QueryRunner, table: string): Promise<void> {
-    await runner.createTable(portableTable(table, SQLITE_COLUMN_TYPES));
-  },
-
-  async dropTable(runner: QueryRunner, table: string): Promise<void> {
-    await runner.dropTable(table);
-  },
+  ...portableTableMigration(SQLITE_COLUMN_TYPES),
 
   insertLocks(table: string, rows: readonly LockRow[]): InsertStatement {
     const params: unknown[] = [];

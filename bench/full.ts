@@ -1,0 +1,199 @@
+/**
+ * Full benchmark (`npm run bench:full`, a few minutes): peers and how cost grows, on
+ * MariaDB, written to docs/benchmarks.md with SVG charts next to it (docs/bench-*.svg).
+ *
+ * Sections (bench/full/*.ts):
+ *   peers       this package, raw mysql2 sending the same statements, MySQL named locks,
+ *               node-redlock on Redis, and a literal TypeORM-repository port; K = 1, 10,
+ *               100 keys, C = 1 and 8 callers;
+ *   table-size  acquisition latency with 0, 100,000 and 1,000,000 locks already held;
+ *   batch       locks/s for batches of 1 to 50,000 keys, and the peak memory of the
+ *               largest ones (child processes);
+ *   contention  N = 2, 8, 32 callers competing for acquireSlot on 4 slots.
+ * Every comparison is a ratio from one interleaved run (bench/lib/interleave.ts), the
+ * median of several rounds.
+ *
+ * Tunables (environment): BENCH_SECTIONS (peers,table-size,batch,contention),
+ * BENCH_OUT_DIR (docs), BENCH_FULL_ROUNDS (6), BENCH_FULL_SLICE_MS (500),
+ * BENCH_FILL_ROWS (1000000: the largest table size), SLOTLOCK_BENCH_MYSQL_URL,
+ * SLOTLOCK_BENCH_POSTGRES_URL, SLOTLOCK_BENCH_REDIS_URL.
+ */
+import 'reflect-metadata';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Client } from 'pg';
+import * as prettier from 'prettier';
+import Redis from 'ioredis';
+import { POSTGRES_SERVER_URL, REDIS_URL, positiveIntFromEnv } from './lib/config';
+import { formatBytes, formatCount, formatRatio } from './lib/format';
+import { mysqlVersion, openMysqlPool, recreateMysqlDatabase } from './lib/engines/mariadb';
+import { describeMachine, machineLine } from './lib/machine';
+import { benchBatchSize, heapGrowth, peakRssDelta, summarizeBatch } from './full/batch-size';
+import { benchContention, summarizeContention } from './full/contention';
+import { benchPeers, peerRatio } from './full/peers';
+import { CHART_FILES, TABLE_SIZE_TARGET, renderCharts, renderMarkdown, type FullResults } from './full/report';
+import { benchTableSize, summarizeTableSize } from './full/table-size';
+
+const SECTIONS = ['peers', 'table-size', 'batch', 'contention'] as const;
+type Section = (typeof SECTIONS)[number];
+
+function sectionsFromEnv(): Set<Section> {
+  const raw = process.env.BENCH_SECTIONS ?? SECTIONS.join(',');
+  return new Set(
+    raw.split(',').map((name) => {
+      const section = name.trim() as Section;
+      if (!SECTIONS.includes(section)) throw new RangeError(`BENCH_SECTIONS: unknown section "${name}"`);
+      return section;
+    }),
+  );
+}
+
+const ROUNDS = positiveIntFromEnv('BENCH_FULL_ROUNDS', 6);
+const SLICE_MS = positiveIntFromEnv('BENCH_FULL_SLICE_MS', 500);
+const FILL_ROWS = positiveIntFromEnv('BENCH_FILL_ROWS', 1_000_000);
+const OUT_DIR = path.resolve(process.env.BENCH_OUT_DIR ?? path.join(__dirname, '..', 'docs'));
+
+const progress = (text: string): void => {
+  process.stderr.write(text);
+};
+
+async function postgresServerVersion(): Promise<string> {
+  const client = new Client({ connectionString: `${POSTGRES_SERVER_URL}/postgres` });
+  try {
+    await client.connect();
+    const result = await client.query<{ server_version: string }>('SHOW server_version');
+    return String(result.rows[0]?.server_version);
+  } catch (error) {
+    return `unreachable (${(error as Error).message})`;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+async function redisServerVersion(): Promise<string> {
+  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+  try {
+    return /redis_version:(\S+)/.exec(await redis.info('server'))?.[1] ?? 'unknown';
+  } finally {
+    redis.disconnect();
+  }
+}
+
+function printHeadlines(results: FullResults): void {
+  const lines: string[] = ['', 'Headline figures:'];
+  if (results.peers !== undefined) {
+    for (const item of results.peers.cases) {
+      const ratios = results.peers.contenders
+        .slice(1)
+        .map((label, index) => `${label} ${formatRatio(peerRatio(item, index + 1))}`);
+      lines.push(`  peers K=${item.keys}, C=${item.callers} (vs package): ${ratios.join(', ')}`);
+    }
+  }
+  if (results.tableSize !== undefined) {
+    for (const item of results.tableSize.cases) {
+      const last = summarizeTableSize(results.tableSize, item).at(-1)!;
+      lines.push(
+        `  table size K=${item.keys}: ${formatCount(last.size)} held vs empty: median ${formatRatio(last.medianRatio)}, ` +
+          `p99 ${formatRatio(last.p99Ratio)} (target <= ${formatRatio(TABLE_SIZE_TARGET)}: ` +
+          `median ${last.medianRatio <= TABLE_SIZE_TARGET ? 'met' : 'NOT met'}, ` +
+          `p99 ${last.p99Ratio <= TABLE_SIZE_TARGET ? 'met' : 'NOT met'})`,
+      );
+    }
+  }
+  if (results.batch !== undefined) {
+    const shape = summarizeBatch(results.batch)
+      .map((s) => `${formatCount(s.size)}: ${formatCount(s.acquireLocksPerSecond)}/s (${s.statements} INSERT)`)
+      .join(', ');
+    lines.push(`  batch locks/s: ${shape}`);
+    for (const m of results.batch.memory) {
+      const peak = peakRssDelta(m);
+      const heap = heapGrowth(m);
+      lines.push(
+        `  batch memory ${formatCount(m.size)} keys (${formatBytes(m.keyBytes)} of keys): peak RSS ` +
+          `+${formatBytes(peak.bytes)} (${peak.source}, ${(peak.bytes / m.keyBytes).toFixed(1)}x the key bytes), ` +
+          `heap + external +${formatBytes(heap)} sampled (${(heap / m.keyBytes).toFixed(1)}x)`,
+      );
+    }
+  }
+  if (results.contention !== undefined) {
+    for (const s of summarizeContention(results.contention)) {
+      lines.push(
+        `  contention N=${s.callers}: ${formatCount(s.acquisitionsPerSecond)} acq/s, ` +
+          `${(s.lostRacesPerAcquisition + s.rejectionsPerAcquisition).toFixed(2)} conflicts/acq ` +
+          `(lost races ${s.lostRacesPerAcquisition.toFixed(2)}, rejections ${s.rejectionsPerAcquisition.toFixed(2)}), ` +
+          `per slot ${s.perSlot.join('/')}, slot CV ${s.slotCv.toFixed(3)}`,
+      );
+    }
+  }
+  console.log(lines.join('\n'));
+}
+
+async function main(): Promise<void> {
+  const sections = sectionsFromEnv();
+  const machine = describeMachine();
+  const started = performance.now();
+  console.log(`Machine: ${machineLine(machine)}.`);
+  await recreateMysqlDatabase();
+  const pool = openMysqlPool(1);
+  const mariadb = await mysqlVersion(pool).finally(() => pool.end());
+  const versions = { mariadb, postgres: await postgresServerVersion(), redis: await redisServerVersion() };
+  console.log(`MariaDB ${versions.mariadb}; PostgreSQL ${versions.postgres}; Redis ${versions.redis}.`);
+  const base = { rounds: ROUNDS, sliceMs: SLICE_MS };
+
+  let results: FullResults = { date: new Date(), machine, versions, seconds: 0 };
+  if (sections.has('peers')) {
+    progress('Peers (cycles/s: package / raw mysql2 / named locks / redlock / Phorge-literal port)\n');
+    const peers = await benchPeers({ ...base, keyCounts: [1, 10, 100], callerCounts: [1, 8], warmupMs: 250 }, progress);
+    results = { ...results, peers };
+  }
+  if (sections.has('contention')) {
+    progress('Slot contention\n');
+    const contention = await benchContention(
+      { ...base, sliceMs: 2 * SLICE_MS, callerCounts: [2, 8, 32], slots: 4, holdMs: 2 },
+      progress,
+    );
+    results = { ...results, contention };
+  }
+  if (sections.has('batch')) {
+    progress('Batch size\n');
+    const batch = await benchBatchSize(
+      {
+        rounds: Math.max(2, Math.round(ROUNDS / 2)),
+        sliceMs: SLICE_MS,
+        sizes: [1, 10, 100, 1000, 10_000, 50_000],
+        keyBytes: 200,
+        memorySizes: [10_000, 50_000],
+      },
+      progress,
+    );
+    results = { ...results, batch };
+  }
+  if (sections.has('table-size')) {
+    progress('Table size\n');
+    const sizes = [0, Math.round(FILL_ROWS / 10), FILL_ROWS];
+    const tableSize = await benchTableSize({ ...base, sliceMs: 2 * SLICE_MS, keyCounts: [1, 10], sizes }, progress);
+    results = { ...results, tableSize };
+  }
+  results = { ...results, seconds: (performance.now() - started) / 1000 };
+
+  mkdirSync(OUT_DIR, { recursive: true });
+  const markdownFile = path.join(OUT_DIR, 'benchmarks.md');
+  // Formatted as the repository's Prettier settings want it, so that `npm run lint` passes on it.
+  const prettierOptions = (await prettier.resolveConfig(markdownFile)) ?? {};
+  writeFileSync(
+    markdownFile,
+    await prettier.format(renderMarkdown(results), { ...prettierOptions, filepath: markdownFile }),
+  );
+  for (const [file, svg] of Object.entries(renderCharts(results))) writeFileSync(path.join(OUT_DIR, file), svg);
+  printHeadlines(results);
+  console.log(
+    `\nWrote ${path.relative(process.cwd(), path.join(OUT_DIR, 'benchmarks.md'))} and its charts ` +
+      `(headline: ${CHART_FILES.peers}) in ${(results.seconds / 60).toFixed(1)} min.`,
+  );
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exitCode = 1;
+});

@@ -1,0 +1,159 @@
+/**
+ * Slot contention: N callers compete for `acquireSlot(owner, name, 4)`; each holds its
+ * slot briefly, releases it, and goes again; a caller that finds all four held waits a
+ * random 0 to HOLD_MS ms and tries again. N = 2, 8 and 32 run interleaved.
+ *
+ * Conflicts are counted on the package's own diagnostics channel: a conflict event for
+ * one key is a lost race (the slot was free when acquireSlot read the table, taken by
+ * the time its INSERT ran: the next free slot is tried); for all four keys, a
+ * rejection (every slot held).
+ */
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { performance } from 'node:perf_hooks';
+import { SLOT_LOCK_CHANNELS, SlotLockException, SlotLockService, type SlotLockConflictEvent } from '../../src';
+import { countPackageRetries } from '../lib/package-retries';
+import { SilentLogger } from '../lib/silent-logger';
+import type { ContentionCount } from '../lib/closed-loop';
+import { openMysqlDataSource, openMysqlPool, truncateMysql } from '../lib/engines/mariadb';
+import { interleave, type Arm } from '../lib/interleave';
+import { coefficientOfVariation, median, sum } from '../lib/stats';
+
+export interface ContentionSettings {
+  readonly callerCounts: readonly number[];
+  readonly slots: number;
+  readonly holdMs: number;
+  readonly rounds: number;
+  readonly sliceMs: number;
+}
+
+export interface ContentionSlice {
+  readonly seconds: number;
+  readonly acquisitions: number;
+  readonly lostRaces: number;
+  readonly rejections: number;
+  /** Deadlocks and lock-wait timeouts the package met and retried. */
+  readonly retries: number;
+  readonly perSlot: readonly number[];
+  readonly perCaller: readonly number[];
+}
+
+export interface ContentionResult {
+  readonly settings: ContentionSettings;
+  /** `rounds[round][callerCount]`. */
+  readonly rounds: readonly (readonly ContentionSlice[])[];
+}
+
+const SLOT_NAME = 'bench.licence';
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+export async function benchContention(
+  settings: ContentionSettings,
+  progress: (text: string) => void,
+): Promise<ContentionResult> {
+  const retried: ContentionCount = { errors: 0 };
+  const stopCounting = countPackageRetries(retried);
+  const dataSource = await openMysqlDataSource(Math.max(...settings.callerCounts), new SilentLogger());
+  const pool = openMysqlPool(1);
+  const conflicts = { lostRaces: 0, rejections: 0 };
+  const onConflict = (message: unknown): void => {
+    const event = message as SlotLockConflictEvent;
+    if (event.lockKeys.length === 1) conflicts.lostRaces += 1;
+    else conflicts.rejections += 1;
+  };
+  subscribe(SLOT_LOCK_CHANNELS.conflict, onConflict);
+  try {
+    const service = new SlotLockService(dataSource);
+    const slice = async (callers: number, durationMs: number): Promise<ContentionSlice> => {
+      const before = { ...conflicts, retries: retried.errors };
+      const perSlot = new Array<number>(settings.slots).fill(0);
+      const perCaller = new Array<number>(callers).fill(0);
+      const start = performance.now();
+      const deadline = start + durationMs;
+      await Promise.all(
+        perCaller.map(async (_, caller) => {
+          const owner = `PHID-SLOT-${callers}-${caller}`;
+          while (performance.now() < deadline) {
+            try {
+              const { slot } = await service.acquireSlot(owner, SLOT_NAME, settings.slots);
+              perSlot[slot] = (perSlot[slot] ?? 0) + 1;
+              perCaller[caller] = (perCaller[caller] ?? 0) + 1;
+              await sleep(settings.holdMs);
+              await service.releaseLocks(owner);
+            } catch (error) {
+              if (!(error instanceof SlotLockException)) throw error;
+              await sleep(Math.random() * settings.holdMs);
+            }
+          }
+        }),
+      );
+      return {
+        seconds: (performance.now() - start) / 1000,
+        acquisitions: sum(perSlot),
+        lostRaces: conflicts.lostRaces - before.lostRaces,
+        rejections: conflicts.rejections - before.rejections,
+        retries: retried.errors - before.retries,
+        perSlot,
+        perCaller,
+      };
+    };
+    const arms: Arm<ContentionSlice>[] = settings.callerCounts.map((callers) => ({
+      label: `N=${callers}`,
+      warmup: () => slice(callers, 200),
+      measure: () => slice(callers, settings.sliceMs),
+    }));
+    progress(`  acquisitions/s with N = ${settings.callerCounts.join(' / ')}:`);
+    const rounds = await interleave(arms, {
+      rounds: settings.rounds,
+      beforeSlice: () => truncateMysql(pool),
+      onRound: (_, slices) => progress(` ${slices.map((s) => (s.acquisitions / s.seconds).toFixed(0)).join('/')}`),
+    });
+    progress('\n');
+    return { settings, rounds };
+  } finally {
+    unsubscribe(SLOT_LOCK_CHANNELS.conflict, onConflict);
+    stopCounting();
+    await Promise.allSettled([pool.end(), dataSource.destroy()]);
+  }
+}
+
+export interface ContentionSummary {
+  readonly callers: number;
+  readonly acquisitionsPerSecond: number;
+  readonly lostRacesPerAcquisition: number;
+  readonly rejectionsPerAcquisition: number;
+  readonly retriesPerAcquisition: number;
+  /** Acquisitions of each slot, over every round. */
+  readonly perSlot: readonly number[];
+  readonly slotCv: number;
+  /** How evenly the callers got the slots: CV of acquisitions per caller, over every round. */
+  readonly callerCv: number;
+  /** Median over rounds of (acquisitions/s at N) / (at the smallest N), within each round. */
+  readonly vsSmallest: number;
+}
+
+export function summarizeContention(result: ContentionResult): ContentionSummary[] {
+  return result.settings.callerCounts.map((callers, index) => {
+    const slices = result.rounds.map((round) => round[index]!);
+    const acquisitions = sum(slices.map((s) => s.acquisitions));
+    const perSlot = slices[0]!.perSlot.map((_, slot) => sum(slices.map((s) => s.perSlot[slot]!)));
+    const perCaller = slices[0]!.perCaller.map((_, caller) => sum(slices.map((s) => s.perCaller[caller]!)));
+    return {
+      callers,
+      acquisitionsPerSecond: median(slices.map((s) => s.acquisitions / s.seconds)),
+      lostRacesPerAcquisition: sum(slices.map((s) => s.lostRaces)) / Math.max(acquisitions, 1),
+      rejectionsPerAcquisition: sum(slices.map((s) => s.rejections)) / Math.max(acquisitions, 1),
+      retriesPerAcquisition: sum(slices.map((s) => s.retries)) / Math.max(acquisitions, 1),
+      perSlot,
+      slotCv: coefficientOfVariation(perSlot),
+      callerCv: coefficientOfVariation(perCaller),
+      vsSmallest: median(
+        result.rounds.map(
+          (round) => round[index]!.acquisitions / round[index]!.seconds / (round[0]!.acquisitions / round[0]!.seconds),
+        ),
+      ),
+    };
+  });
+}

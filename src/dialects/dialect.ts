@@ -1,5 +1,5 @@
 import type { DataSource, QueryRunner } from 'typeorm';
-import type { AutocommitQuery } from './mysql-direct-query';
+import type { AutocommitQuery } from './direct-query';
 
 /**
  * How a driver error bears on a lock: `conflict` (a lock is held), `contention`

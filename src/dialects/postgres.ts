@@ -1,6 +1,7 @@
 import { driverErrorOf } from '../errors/driver-error-of';
 import type { DriverErrorKind, InsertStatement, LockRow, SlotLockDialect } from './dialect';
 import { portableTableMigration, type PortableColumnTypes } from './portable-schema';
+import { postgresAutocommitQuery } from './postgres-direct-query';
 import { quotedSql } from './quoted-sql';
 
 /** PostgreSQL SQLSTATEs the service reacts to. */
@@ -97,7 +98,5 @@ export const postgresDialect: SlotLockDialect = Object.freeze({
     return Buffer.byteLength(row.ownerPHID) + row.lockIndex.length + Buffer.byteLength(row.lockKey) + 32;
   },
 
-  autocommitQuery(): undefined {
-    return undefined;
-  },
+  autocommitQuery: postgresAutocommitQuery,
 });

@@ -2,6 +2,7 @@ import { driverErrorOf } from '../errors/driver-error-of';
 import type { DriverErrorKind, InsertStatement, LockRow, SlotLockDialect } from './dialect';
 import { portableTableMigration, type PortableColumnTypes } from './portable-schema';
 import { quotedSql } from './quoted-sql';
+import { sqliteAutocommitQuery } from './sqlite-direct-query';
 
 /** SQLite's text comparison is BINARY by default: byte-exact and case-sensitive. */
 export const SQLITE_COLUMN_TYPES: PortableColumnTypes = {
@@ -71,7 +72,5 @@ export const sqliteDialect: SlotLockDialect = Object.freeze({
     return Buffer.byteLength(row.ownerPHID) + row.lockIndex.length + Buffer.byteLength(row.lockKey) + 32;
   },
 
-  autocommitQuery(): undefined {
-    return undefined;
-  },
+  autocommitQuery: sqliteAutocommitQuery,
 });

@@ -1,6 +1,6 @@
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import type { DriverErrorKind, InsertStatement, Queryable, SlotLockDialect, SqlStatement } from '../dialects/dialect';
-import type { AutocommitQuery } from '../dialects/mysql-direct-query';
+import type { AutocommitQuery } from '../dialects/direct-query';
 import { dialectFor } from '../dialects';
 import type { DrydockSlotLock } from '../entities/drydock-slot-lock.entity';
 import { publish } from '../diagnostics/slot-lock-channels';
@@ -68,6 +68,7 @@ export class SlotLockService {
   readonly #dialect: SlotLockDialect;
   readonly #options: ResolvedSlotLockOptions;
   #maxStatementBytes: Promise<number> | undefined;
+  #maxStatementBytesRead: number | undefined;
   #autocommitQuery: AutocommitQuery | null | undefined;
 
   /**
@@ -279,19 +280,21 @@ export class SlotLockService {
         // A nested acquireLocks({ manager }) that met a deadlock reports it as a SlotLockException.
         (error) => this.#isContention(error) || (error instanceof SlotLockException && error.transactionRolledBack),
         () =>
-          this.#exclusive(() =>
-            this.#withRunner(async (runner) => {
-              await runner.startTransaction();
-              try {
-                await this.#insertOrReport(runner, owner, locks);
-                const result = await work(runner.manager);
-                await runner.commitTransaction();
-                return result;
-              } catch (error) {
-                await rollbackQuietly(runner);
-                throw error;
-              }
-            }),
+          this.#exclusive(
+            () =>
+              this.#withRunner(async (runner) => {
+                await runner.startTransaction();
+                try {
+                  await this.#insertOrReport(runner, owner, locks);
+                  const result = await work(runner.manager);
+                  await runner.commitTransaction();
+                  return result;
+                } catch (error) {
+                  await rollbackQuietly(runner);
+                  throw error;
+                }
+              }),
+            true,
           ),
         reportRetry(owner, 'commitWithLocks'),
       );
@@ -368,8 +371,8 @@ export class SlotLockService {
   }
 
   /** Service-owned work, one unit at a time where every runner shares one connection (SQLite). */
-  #exclusive<T>(fn: () => Promise<T>): Promise<T> {
-    return this.#dialect.singleConnection ? serializePerConnection(this.#dataSource, fn) : fn();
+  #exclusive<T>(fn: () => Promise<T>, runsUserCode = false): Promise<T> {
+    return this.#dialect.singleConnection ? serializePerConnection(this.#dataSource, fn, runsUserCode) : fn();
   }
 
   async #withRunner<T>(fn: (runner: QueryRunner) => Promise<T>): Promise<T> {
@@ -464,18 +467,23 @@ export class SlotLockService {
   async #insertStatements(db: Queryable, owner: string, locks: readonly RequestedLock[]): Promise<InsertStatement[]> {
     const dialect = this.#dialect;
     const rows = locks.map((lock) => ({ ownerPHID: owner, lockIndex: lock.lockIndex, lockKey: lock.lockKey }));
-    const budget = (await this.#readMaxStatementBytes(db)) - STATEMENT_OVERHEAD_BYTES;
+    const maxBytes = this.#readMaxStatementBytes(db);
+    const budget = (typeof maxBytes === 'number' ? maxBytes : await maxBytes) - STATEMENT_OVERHEAD_BYTES;
     return chunkRows(rows, budget, dialect.maxRowsPerStatement, (row) => dialect.rowBytes(row)).map((chunk) =>
       dialect.insertLocks(this.#options.tableName, chunk),
     );
   }
 
-  #readMaxStatementBytes(db: Queryable): Promise<number> {
+  #readMaxStatementBytes(db: Queryable): Promise<number> | number {
     // Read once per service: the server's limit does not change under a running app.
-    this.#maxStatementBytes ??= this.#dialect.readMaxStatementBytes(db).catch((error: unknown) => {
-      this.#maxStatementBytes = undefined;
-      throw error;
-    });
+    if (this.#maxStatementBytesRead !== undefined) return this.#maxStatementBytesRead;
+    this.#maxStatementBytes ??= this.#dialect.readMaxStatementBytes(db).then(
+      (bytes) => (this.#maxStatementBytesRead = bytes),
+      (error: unknown) => {
+        this.#maxStatementBytes = undefined;
+        throw error;
+      },
+    );
     return this.#maxStatementBytes;
   }
 

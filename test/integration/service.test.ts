@@ -1,5 +1,11 @@
-import { QueryFailedError, type DataSource, type EntityManager } from 'typeorm';
-import { DrydockSlotLock, SlotLockException, SlotLockService, digestForIndex } from '../../src';
+import { DataSource, QueryFailedError, type EntityManager } from 'typeorm';
+import {
+  DrydockSlotLock,
+  SlotLockException,
+  SlotLockService,
+  dataSourceOptionsFromUrl,
+  digestForIndex,
+} from '../../src';
 import {
   ENGINES,
   clearLocks,
@@ -197,6 +203,26 @@ describe.each(ENGINES)('SPEC 4 the service on $name', (engine) => {
       const error = await elsewhere.acquireLocks(OWNER, ['k']).catch((e: unknown) => e);
       expect(error).not.toBeInstanceOf(SlotLockException);
       expect(error).toBeInstanceOf(QueryFailedError);
+    });
+
+    test('also when the service skips TypeORM’s query runner (a DataSource that logs nothing)', async () => {
+      const quiet = new DataSource(dataSourceOptionsFromUrl(engine.url('service')));
+      await quiet.initialize();
+      try {
+        const elsewhere = new SlotLockService(quiet, { tableName: 'no_such_table' });
+        for (const call of [() => elsewhere.acquireLocks(OWNER, ['k']), () => elsewhere.releaseLocks(OWNER)]) {
+          const error = await call().catch((e: unknown) => e);
+          expect(error).not.toBeInstanceOf(SlotLockException);
+          expect(error).toBeInstanceOf(QueryFailedError);
+        }
+        // And the same service's conflicts are still conflicts.
+        await service.acquireLocks(OTHER, ['quiet']);
+        const conflict = await new SlotLockService(quiet).acquireLocks(OWNER, ['quiet']).catch((e: unknown) => e);
+        expect(conflict).toBeInstanceOf(SlotLockException);
+        expect((conflict as SlotLockException).getLockMap()).toEqual({ quiet: OTHER });
+      } finally {
+        await quiet.destroy();
+      }
     });
   });
 

@@ -1,6 +1,12 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 
-const tails = new WeakMap<object, Promise<unknown>>();
+/** Units queued or running for one key, and the promise the next unit waits for. */
+interface Queue {
+  size: number;
+  tail: Promise<unknown>;
+}
+
+const queues = new WeakMap<object, Queue>();
 const held = new AsyncLocalStorage<ReadonlySet<object>>();
 
 /**
@@ -9,7 +15,8 @@ const held = new AsyncLocalStorage<ReadonlySet<object>>();
  * TypeORM gives every SQLite query runner the same connection, so two transactions of
  * one process would interleave on it (the second BEGIN fails, or one's statements land
  * in the other's transaction). The service therefore runs its own SQLite work one unit
- * at a time per DataSource.
+ * at a time per DataSource. With nothing queued, `fn` starts at once: the common case
+ * costs no extra turn of the event loop.
  *
  * A `reentrant` unit runs user code (`work` in `commitWithLocks`): a call made from
  * inside it runs at once instead of waiting for itself. Only those units pay for
@@ -19,10 +26,13 @@ export function serializePerConnection<T>(key: object, fn: () => Promise<T>, ree
   const outer = held.getStore();
   if (outer?.has(key)) return fn();
   const run = reentrant ? (): Promise<T> => held.run(new Set(outer ?? []).add(key), fn) : fn;
-  const result = (tails.get(key) ?? Promise.resolve()).then(run, run);
-  tails.set(
-    key,
-    result.catch(() => undefined),
-  );
+  let queue = queues.get(key);
+  if (queue === undefined) queues.set(key, (queue = { size: 0, tail: Promise.resolve() }));
+  const result = queue.size === 0 ? run() : queue.tail.then(run, run);
+  queue.size += 1;
+  const settled = (): void => {
+    queue.size -= 1;
+  };
+  queue.tail = result.then(settled, settled);
   return result;
 }

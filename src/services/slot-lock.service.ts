@@ -469,6 +469,7 @@ export class SlotLockService {
     const rows = locks.map((lock) => ({ ownerPHID: owner, lockIndex: lock.lockIndex, lockKey: lock.lockKey }));
     const maxBytes = this.#readMaxStatementBytes(db);
     const budget = (typeof maxBytes === 'number' ? maxBytes : await maxBytes) - STATEMENT_OVERHEAD_BYTES;
+    if (rows.length === 0) return []; // commitWithLocks with no keys: the work alone
     if (rows.length <= dialect.maxRowsPerStatement && upperBoundBytes(owner, locks) <= budget) {
       // The common case, a handful of short keys: one statement, without weighing every row.
       return [dialect.insertLocks(this.#options.tableName, rows)];

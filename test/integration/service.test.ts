@@ -315,6 +315,16 @@ describe.each(ENGINES)('SPEC 4 the service on $name', (engine) => {
       expect((await service.loadLocks(OWNER)).map((lock) => lock.lockKey)).toEqual(['binding(1)']);
     });
 
+    test('with no keys, commits the work alone', async () => {
+      const result = await service.commitWithLocks(OWNER, [], async (manager) => {
+        await insertRow(manager, 'resource', { binding: 'no locks' });
+        return 'alone';
+      });
+      expect(result).toBe('alone');
+      expect(await selectAll(dataSource, 'resource', 'binding')).toEqual([{ binding: 'no locks' }]);
+      expect(await lockRows(dataSource)).toEqual([]);
+    });
+
     test('when work fails, neither the locks nor the work remain', async () => {
       const failure = new Error('allocation failed');
       await expect(

@@ -2,7 +2,7 @@ import { driverErrorOf } from '../errors/driver-error-of';
 import type { DriverErrorKind, InsertStatement, LockRow, SlotLockDialect } from './dialect';
 import { portableTableMigration, type PortableColumnTypes } from './portable-schema';
 import { postgresAutocommitQuery } from './postgres-direct-query';
-import { quotedSql } from './quoted-sql';
+import { boundParameterSizing, quotedSql } from './quoted-sql';
 
 /** PostgreSQL SQLSTATEs the service reacts to. */
 export const POSTGRES_ERRORS = Object.freeze({
@@ -89,14 +89,7 @@ export const postgresDialect: SlotLockDialect = Object.freeze({
     return false;
   },
 
-  async readMaxStatementBytes(): Promise<number> {
-    // Parameters travel apart from the SQL text; rows per statement are what is limited.
-    return 64 * 1024 * 1024;
-  },
-
-  rowBytes(row: LockRow): number {
-    return Buffer.byteLength(row.ownerPHID) + row.lockIndex.length + Buffer.byteLength(row.lockKey) + 32;
-  },
+  ...boundParameterSizing,
 
   autocommitQuery: postgresAutocommitQuery,
 });

@@ -1,4 +1,4 @@
-import type { SqlStatement } from './dialect';
+import type { LockRow, SqlStatement } from './dialect';
 
 /**
  * The SQL that PostgreSQL and SQLite share: standard double-quoted identifiers (the
@@ -44,3 +44,17 @@ export function quotedSql(placeholder: (n: number) => string): QuotedSql {
     },
   });
 }
+
+/**
+ * Statement sizing where parameters travel apart from the SQL text (PostgreSQL,
+ * SQLite): no packet limit worth reading from the server; rows per statement are what
+ * the engine limits (`maxRowsPerStatement`), so the byte budget only bounds memory.
+ */
+export const boundParameterSizing = Object.freeze({
+  async readMaxStatementBytes(): Promise<number> {
+    return 64 * 1024 * 1024;
+  },
+  rowBytes(row: LockRow): number {
+    return Buffer.byteLength(row.ownerPHID) + row.lockIndex.length + Buffer.byteLength(row.lockKey) + 32;
+  },
+});

@@ -1,7 +1,7 @@
 import { driverErrorOf } from '../errors/driver-error-of';
 import type { DriverErrorKind, InsertStatement, LockRow, SlotLockDialect } from './dialect';
 import { portableTableMigration, type PortableColumnTypes } from './portable-schema';
-import { quotedSql } from './quoted-sql';
+import { boundParameterSizing, quotedSql } from './quoted-sql';
 import { sqliteAutocommitQuery } from './sqlite-direct-query';
 
 /** SQLite's text comparison is BINARY by default: byte-exact and case-sensitive. */
@@ -64,13 +64,7 @@ export const sqliteDialect: SlotLockDialect = Object.freeze({
     return false;
   },
 
-  async readMaxStatementBytes(): Promise<number> {
-    return 64 * 1024 * 1024;
-  },
-
-  rowBytes(row: LockRow): number {
-    return Buffer.byteLength(row.ownerPHID) + row.lockIndex.length + Buffer.byteLength(row.lockKey) + 32;
-  },
+  ...boundParameterSizing,
 
   autocommitQuery: sqliteAutocommitQuery,
 });

@@ -13,7 +13,7 @@
  */
 import 'reflect-metadata';
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import { DataSource, QueryFailedError, type DataSourceOptions } from 'typeorm';
+import { DataSource, type DataSourceOptions } from 'typeorm';
 import {
   DrydockSlotLock,
   SLOT_LOCK_CHANNELS,
@@ -23,6 +23,7 @@ import {
   type SlotLockRetryEvent,
 } from '../../src';
 import { readyBarrier, runWorker } from './spawn-workers';
+import { describeError as describeErrorSample } from './stress/worker-kit';
 
 /** What the parent passes to each race worker. */
 export interface RaceWorkerConfig {
@@ -390,17 +391,7 @@ function pickKeys(config: RaceWorkerConfig): string[] {
 }
 
 function describeError(op: EscapedError['op'], error: unknown): EscapedError {
-  const driver = (error instanceof QueryFailedError ? error.driverError : error) as
-    { errno?: unknown; code?: unknown } | undefined;
-  const base = error instanceof Error ? error : new Error(String(error));
-  return {
-    op,
-    name: base.name,
-    ...(typeof driver?.errno === 'number' ? { errno: driver.errno } : {}),
-    ...(typeof driver?.code === 'string' ? { code: driver.code } : {}),
-    message: base.message.slice(0, 500),
-    ...(base.stack !== undefined ? { stack: base.stack.split('\n').slice(0, 12).join('\n') } : {}),
-  };
+  return { ...describeErrorSample(op, error), op };
 }
 
 function sleep(ms: number): Promise<void> {

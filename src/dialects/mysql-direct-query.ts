@@ -17,11 +17,17 @@ interface Mysql2CallbackPool {
  * wrapper and TypeORM's runner cost more than the two round trips autocommit saves).
  */
 export function mysqlAutocommitQuery(dataSource: DataSource): AutocommitQuery | undefined {
-  const pool = (dataSource.driver as { pool?: Mysql2CallbackPool }).pool;
-  if (pool === undefined || typeof pool.query !== 'function' || !canSkipQueryRunner(dataSource)) return undefined;
+  const driver = dataSource.driver as { pool?: Mysql2CallbackPool };
+  if (typeof driver.pool?.query !== 'function' || !canSkipQueryRunner(dataSource)) return undefined;
   return (statement) =>
     new Promise<number>((resolve, reject) => {
       const params = [...statement.params];
+      // Read at each call: a DataSource destroyed and initialized again has a new pool.
+      const pool = driver.pool;
+      if (pool === undefined) {
+        reject(new Error('the MySQL DataSource is not initialized'));
+        return;
+      }
       pool.query(statement.sql, params, (error, result) => {
         if (error === null) resolve(result.affectedRows ?? 0);
         // A server's answer is wrapped as the runner would; a connection failure passes as it is.

@@ -11,10 +11,13 @@ interface PgPool {
  * skipping the query runner's hooks and its connect/release round of promises.
  */
 export function postgresAutocommitQuery(dataSource: DataSource): AutocommitQuery | undefined {
-  const pool = (dataSource.driver as { master?: PgPool }).master;
-  if (pool === undefined || typeof pool.query !== 'function' || !canSkipQueryRunner(dataSource)) return undefined;
+  const driver = dataSource.driver as { master?: PgPool };
+  if (typeof driver.master?.query !== 'function' || !canSkipQueryRunner(dataSource)) return undefined;
   return async (statement) => {
     const params = [...statement.params];
+    // Read at each call: a DataSource destroyed and initialized again has a new pool.
+    const pool = driver.master;
+    if (pool === undefined) throw new Error('the PostgreSQL DataSource is not initialized');
     try {
       return (await pool.query(statement.sql, params)).rowCount ?? 0;
     } catch (error) {

@@ -10,7 +10,8 @@ const queues = new WeakMap<object, Queue>();
 const held = new AsyncLocalStorage<ReadonlySet<object>>();
 
 /**
- * Runs `fn` after every earlier call for the same `key` has settled.
+ * Runs `fn` after every earlier call for the same `key` has settled; `fn` learns whether
+ * it runs nested inside a reentrant unit.
  *
  * TypeORM gives every SQLite query runner the same connection, so two transactions of
  * one process would interleave on it (the second BEGIN fails, or one's statements land
@@ -22,10 +23,16 @@ const held = new AsyncLocalStorage<ReadonlySet<object>>();
  * inside it runs at once instead of waiting for itself. Only those units pay for
  * AsyncLocalStorage, which on Node 20 slows every promise of the process once used.
  */
-export function serializePerConnection<T>(key: object, fn: () => Promise<T>, reentrant = false): Promise<T> {
+export function serializePerConnection<T>(
+  key: object,
+  fn: (nested: boolean) => Promise<T>,
+  reentrant = false,
+): Promise<T> {
   const outer = held.getStore();
-  if (outer?.has(key)) return fn();
-  const run = reentrant ? (): Promise<T> => held.run(new Set(outer ?? []).add(key), fn) : fn;
+  if (outer?.has(key)) return fn(true);
+  const run = reentrant
+    ? (): Promise<T> => held.run(new Set(outer ?? []).add(key), () => fn(false))
+    : (): Promise<T> => fn(false);
   let queue = queues.get(key);
   if (queue === undefined) queues.set(key, (queue = { size: 0, tail: Promise.resolve() }));
   const result = queue.size === 0 ? run() : queue.tail.then(run, run);

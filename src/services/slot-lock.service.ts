@@ -32,8 +32,9 @@ export interface AcquiredSlot {
 /** Options of {@link SlotLockService.commitWithLocks}. */
 export interface CommitWithLocksOptions {
   /**
-   * Runs after the rollback when a lock is held, with the exception about to be
-   * thrown; what it writes is not rolled back (Drydock keeps a failure log this way).
+   * Runs after the rollback when the unit fails with a SlotLockException (a lock is held,
+   * or contention outlasted the retries), with that exception; what it writes is not
+   * rolled back (Drydock keeps a failure log this way).
    */
   readonly onConflict?: (exception: SlotLockException) => unknown;
   /** Overrides the service's retry settings for this call. */
@@ -42,6 +43,9 @@ export interface CommitWithLocksOptions {
 
 /** Name of the savepoint that keeps a chunked acquisition in a caller's transaction all-or-nothing. */
 const SAVEPOINT = 'drydock_slotlock_acquire';
+
+/** How long a conflict inside a caller's transaction waits for a connection to read its lock map. */
+const LOCK_MAP_WAIT_MS = 2000;
 
 /** Bytes kept free in a statement for its fixed text (`INSERT INTO … VALUES`). */
 const STATEMENT_OVERHEAD_BYTES = 1024;
@@ -73,7 +77,7 @@ export class SlotLockService {
 
   /**
    * @param dataSource - a TypeORM data source of type `mysql`, `mariadb`, `postgres` or `better-sqlite3`
-   *   (initialized before the first call; keep a pool of two connections or more, see `readLockMap`).
+   *   (initialized before the first call).
    * @param options - see {@link SlotLockServiceOptions}; every field has a default.
    */
   constructor(dataSource: DataSource, options: SlotLockServiceOptions = {}) {
@@ -222,7 +226,16 @@ export class SlotLockService {
       'name (with its ".slot(N)" suffix)',
     );
 
-    const held = await this.#loadHeld(locks);
+    let held: DrydockSlotLock[];
+    try {
+      held = await retryOnContention(
+        this.#retryFor(options),
+        (error) => this.#isContention(error),
+        () => this.#loadHeld(locks),
+      );
+    } catch (error) {
+      throw reportConflict(owner, locks, await this.#translateAcquireError(error, locks, 1));
+    }
     const heldKeys = new Set(held.map((lock) => lock.lockKey));
     const lockMap = new Map(held.map((lock) => [lock.lockKey, lock.ownerPHID]));
     for (const candidate of shuffle(slots.filter((slot) => !heldKeys.has(slot.lockKey)))) {
@@ -327,11 +340,18 @@ export class SlotLockService {
   async withLocks<T>(ownerPHID: string, lockKeys: Iterable<string>, fn: () => T | Promise<T>): Promise<T> {
     if (typeof fn !== 'function') throw new TypeError('fn must be a function');
     await this.acquireLocks(ownerPHID, lockKeys);
+    let result: T;
     try {
-      return await fn();
-    } finally {
-      await this.releaseLocks(ownerPHID);
+      result = await fn();
+    } catch (error) {
+      // fn's own error is the one to see; a release failing as well is added, not swapped in.
+      await this.releaseLocks(ownerPHID).catch((releaseError: unknown) => {
+        throw new AggregateError([error, releaseError], 'fn failed, and releasing its locks failed too');
+      });
+      throw error;
     }
+    await this.releaseLocks(ownerPHID);
+    return result;
   }
 
   // --- internals -------------------------------------------------------------------
@@ -372,7 +392,30 @@ export class SlotLockService {
 
   /** Service-owned work, one unit at a time where every runner shares one connection (SQLite). */
   #exclusive<T>(fn: () => Promise<T>, runsUserCode = false): Promise<T> {
-    return this.#dialect.singleConnection ? serializePerConnection(this.#dataSource, fn, runsUserCode) : fn();
+    if (!this.#dialect.singleConnection) return fn();
+    return serializePerConnection(
+      this.#dataSource,
+      (nested) => {
+        if (!nested) this.#refuseForeignTransaction();
+        return fn();
+      },
+      runsUserCode,
+    );
+  }
+
+  /**
+   * On SQLite, TypeORM runs everything on one connection through one query runner: while
+   * someone else's transaction is open there, the service's own statements would become
+   * part of it (and vanish with its rollback). Say so instead.
+   */
+  #refuseForeignTransaction(): void {
+    const shared = (this.#dataSource.driver as { queryRunner?: QueryRunner }).queryRunner;
+    if (shared?.isTransactionActive === true) {
+      throw new Error(
+        'drydock-slotlock: a transaction is open on this SQLite DataSource, whose one connection the ' +
+          "service's own statements would join; pass { manager } from that transaction, or call after it ends",
+      );
+    }
   }
 
   async #withRunner<T>(fn: (runner: QueryRunner) => Promise<T>): Promise<T> {
@@ -427,7 +470,9 @@ export class SlotLockService {
       await rollbackQuietly(runner);
       throw new SlotLockException({
         failure: 'held',
-        lockMap: await this.#readLockMap(locks),
+        // On this runner, rolled back: asking the pool for another connection while holding
+        // this one could wait forever once every connection is held the same way.
+        lockMap: await this.#readLockMap(locks, runner),
         cause: driverCause(error),
       });
     }
@@ -457,7 +502,7 @@ export class SlotLockService {
       if (kind === 'other') throw error;
       throw new SlotLockException({
         failure: kind === 'conflict' ? 'held' : 'contention',
-        lockMap: await this.#readLockMap(locks),
+        lockMap: await this.#readLockMapBesides(locks),
         transactionRolledBack: rolledBack,
         cause: driverCause(error),
       });
@@ -466,10 +511,10 @@ export class SlotLockService {
 
   async #insertStatements(db: Queryable, owner: string, locks: readonly RequestedLock[]): Promise<InsertStatement[]> {
     const dialect = this.#dialect;
+    if (locks.length === 0) return []; // commitWithLocks with no keys: the work alone
     const rows = locks.map((lock) => ({ ownerPHID: owner, lockIndex: lock.lockIndex, lockKey: lock.lockKey }));
     const maxBytes = this.#readMaxStatementBytes(db);
     const budget = (typeof maxBytes === 'number' ? maxBytes : await maxBytes) - STATEMENT_OVERHEAD_BYTES;
-    if (rows.length === 0) return []; // commitWithLocks with no keys: the work alone
     if (rows.length <= dialect.maxRowsPerStatement && upperBoundBytes(owner, locks) <= budget) {
       // The common case, a handful of short keys: one statement, without weighing every row.
       return [dialect.insertLocks(this.#options.tableName, rows)];
@@ -514,13 +559,16 @@ export class SlotLockService {
   }
 
   /**
-   * Who holds the requested locks, read on a connection of its own: inside a caller's
-   * REPEATABLE READ transaction an older snapshot could hide the holder's row.
+   * Who holds the requested locks, read right after the failure on `db` (by default a
+   * pooled connection; an autocommit read sees the latest committed rows).
    */
-  async #readLockMap(locks: readonly RequestedLock[]): Promise<Record<string, string>> {
+  async #readLockMap(
+    locks: readonly RequestedLock[],
+    db: Queryable = this.#dataSource,
+  ): Promise<Record<string, string>> {
     let held: DrydockSlotLock[];
     try {
-      held = await this.#loadHeld(locks);
+      held = await this.#loadHeld(locks, db);
     } catch {
       // The conflict stands even if the holders cannot be read now (SPEC 4.2 allows an empty map).
       return {};
@@ -528,21 +576,36 @@ export class SlotLockService {
     return Object.fromEntries(held.map((lock) => [lock.lockKey, lock.ownerPHID]));
   }
 
-  async #loadHeld(locks: readonly RequestedLock[]): Promise<DrydockSlotLock[]> {
+  /**
+   * The lock map for a conflict inside a caller's transaction, read on another
+   * connection: the caller's REPEATABLE READ snapshot could hide the holder's row. The
+   * caller keeps its connection meanwhile, so the wait for a second one is bounded: with
+   * every pooled connection held by such callers, the map comes back empty instead.
+   */
+  #readLockMapBesides(locks: readonly RequestedLock[]): Promise<Record<string, string>> {
+    let timer: NodeJS.Timeout | undefined;
+    const giveUp = new Promise<Record<string, string>>((resolve) => {
+      timer = setTimeout(() => resolve({}), LOCK_MAP_WAIT_MS);
+      timer.unref();
+    });
+    return Promise.race([this.#readLockMap(locks), giveUp]).finally(() => clearTimeout(timer));
+  }
+
+  async #loadHeld(locks: readonly RequestedLock[], db: Queryable = this.#dataSource): Promise<DrydockSlotLock[]> {
     if (locks.length === 0) return [];
     const indexes = locks.map((lock) => lock.lockIndex);
     const held: DrydockSlotLock[] = [];
     // Chunked like inserts, so a 20,000-key lookup stays within the engine's parameter limit.
     for (let start = 0; start < indexes.length; start += this.#dialect.maxRowsPerStatement) {
       const chunk = indexes.slice(start, start + this.#dialect.maxRowsPerStatement);
-      held.push(...(await this.#select(this.#dialect.selectByIndexes(this.#options.tableName, chunk))));
+      held.push(...(await this.#select(this.#dialect.selectByIndexes(this.#options.tableName, chunk), db)));
     }
     const order = new Map(locks.map((lock, position) => [lock.lockIndex, position]));
     return held.sort((a, b) => order.get(a.lockIndex)! - order.get(b.lockIndex)!);
   }
 
-  async #select(statement: SqlStatement): Promise<DrydockSlotLock[]> {
-    const rows = (await this.#dataSource.query(statement.sql, [...statement.params])) as RawSlotLockRow[];
+  async #select(statement: SqlStatement, db: Queryable = this.#dataSource): Promise<DrydockSlotLock[]> {
+    const rows = (await db.query(statement.sql, [...statement.params])) as RawSlotLockRow[];
     return rows.map(toSlotLockEntity);
   }
 }

@@ -11,7 +11,7 @@ import 'reflect-metadata';
 import { SlotLockException, SlotLockService, digestForIndex } from '../../../src';
 import { readyBarrier, runWorker } from '../spawn-workers';
 import { RESOURCE_TABLE, bindingLockKey, type AllocationWorkerConfig, type AllocationWorkerResult } from './allocation';
-import { openDataSource } from './servers';
+import { openWarmDataSource } from './servers';
 import { countRetries, describeError, randomInt, recordUnhandled, sample, sleep } from './worker-kit';
 
 type Counters = { -readonly [K in keyof AllocationWorkerResult]: AllocationWorkerResult[K] };
@@ -19,9 +19,8 @@ type Counters = { -readonly [K in keyof AllocationWorkerResult]: AllocationWorke
 async function main(config: AllocationWorkerConfig): Promise<AllocationWorkerResult> {
   const unhandled = recordUnhandled();
   const retries = countRetries();
-  const dataSource = await openDataSource(config.url, { poolSize: config.poolSize });
+  const dataSource = await openWarmDataSource(config.url, config.poolSize);
   const service = new SlotLockService(dataSource);
-  await Promise.all(Array.from({ length: config.poolSize }, () => dataSource.query('SELECT 1')));
 
   const counters: Counters = {
     workerId: config.workerId,

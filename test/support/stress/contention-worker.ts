@@ -6,7 +6,7 @@ import 'reflect-metadata';
 import { SlotLockException, SlotLockService, digestForIndex } from '../../../src';
 import { readyBarrier, runWorker } from '../spawn-workers';
 import type { ContentionWorkerConfig, ContentionWorkerResult } from './contention';
-import { openDataSource } from './servers';
+import { openWarmDataSource } from './servers';
 import {
   countRetries,
   describeError,
@@ -23,9 +23,8 @@ type Counters = { -readonly [K in keyof ContentionWorkerResult]: ContentionWorke
 async function main(config: ContentionWorkerConfig): Promise<ContentionWorkerResult> {
   const unhandled = recordUnhandled();
   const retries = countRetries();
-  const dataSource = await openDataSource(config.url, { poolSize: config.poolSize });
+  const dataSource = await openWarmDataSource(config.url, config.poolSize);
   const service = new SlotLockService(dataSource);
-  await Promise.all(Array.from({ length: config.poolSize }, () => dataSource.query('SELECT 1')));
 
   const counters: Counters = {
     workerId: config.workerId,

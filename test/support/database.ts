@@ -1,13 +1,29 @@
 import 'reflect-metadata';
+import { createHash } from 'node:crypto';
+import * as path from 'node:path';
 import { DataSource, type DataSourceOptions } from 'typeorm';
 import { DrydockSlotLock, slotLockMigrations } from '../../src';
 
 /** The MariaDB server the tests use; override with SLOTLOCK_TEST_MYSQL_URL (no database part). */
 export const MYSQL_SERVER_URL = process.env.SLOTLOCK_TEST_MYSQL_URL ?? 'mysql://root@127.0.0.1:3306';
 
-/** A database name for one test file, e.g. `slotlock_test_conflict`. */
+/**
+ * What tells this checkout's test databases from another's on the same servers:
+ * SLOTLOCK_TEST_RUN, else a short hash of the checkout's path. Two checkouts (a clean
+ * clone beside a working tree, say) can then run their tests at once without dropping
+ * each other's databases.
+ */
+export const TEST_RUN_TAG = (
+  process.env.SLOTLOCK_TEST_RUN ??
+  createHash('sha1')
+    .update(path.resolve(__dirname, '..', '..'))
+    .digest('hex')
+    .slice(0, 6)
+).replace(/[^A-Za-z0-9_]/g, '_');
+
+/** A database name for one test file, e.g. `slotlock_test_3fa2c1_conflict` (63 characters at most, PostgreSQL's limit). */
 export function testDatabaseName(label: string): string {
-  return `slotlock_test_${label.replace(/[^A-Za-z0-9_]/g, '_')}`.slice(0, 64);
+  return `slotlock_test_${TEST_RUN_TAG}_${label.replace(/[^A-Za-z0-9_]/g, '_')}`.slice(0, 63);
 }
 
 /** Runs SQL on the server without choosing a database (CREATE/DROP DATABASE, SET GLOBAL). */

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { DataSource, Table, type DataSourceOptions, type TableColumnOptions } from 'typeorm';
 import { DrydockSlotLock, dataSourceOptionsFromUrl } from '../../src';
-import { MYSQL_SERVER_URL, recreateDatabase, testDatabaseName } from './database';
+import { MYSQL_SERVER_URL, recreateDatabase, TEST_RUN_TAG, testDatabaseName } from './database';
 
 /** The engines the shared contract runs on. */
 export type EngineName = 'mariadb' | 'postgres' | 'sqlite';
@@ -13,7 +13,7 @@ export type EngineName = 'mariadb' | 'postgres' | 'sqlite';
 export const POSTGRES_SERVER_URL = process.env.SLOTLOCK_TEST_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432';
 
 /** Where the SQLite test files live. */
-export const SQLITE_TEST_DIR = path.join(tmpdir(), 'drydock-slotlock-tests');
+export const SQLITE_TEST_DIR = path.join(tmpdir(), `drydock-slotlock-tests-${TEST_RUN_TAG}`);
 
 /** One engine, as the shared contract tests see it. */
 export interface TestEngine {

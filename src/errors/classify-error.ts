@@ -21,3 +21,8 @@ export function classifyError(dialect: SlotLockDialect, error: unknown): DriverE
   if (error instanceof LocksHeldError) return 'conflict';
   return dialect.classify(error);
 }
+
+/** The driver error behind a conflict, if the engine reported one (PostgreSQL's quiet insert does not). */
+export function driverCause(error: unknown): unknown {
+  return error instanceof LocksHeldError ? undefined : error;
+}

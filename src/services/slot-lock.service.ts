@@ -1,17 +1,13 @@
-import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
-import type { DriverErrorKind, InsertStatement, Queryable, SlotLockDialect, SqlStatement } from '../dialects/dialect';
-import type { AutocommitQuery } from '../dialects/direct-query';
+import type { DataSource, EntityManager } from 'typeorm';
 import { dialectFor } from '../dialects';
 import type { DrydockSlotLock } from '../entities/drydock-slot-lock.entity';
 import { publish } from '../diagnostics/slot-lock-channels';
-import { classifyError, LocksHeldError } from '../errors/classify-error';
+import { driverCause } from '../errors/classify-error';
 import { driverErrorOf } from '../errors/driver-error-of';
 import { SlotLockException } from '../errors/slot-lock.exception';
 import { checkLimit, checkLockKey, checkOwner, prepareLocks, type RequestedLock } from './check-input';
-import { chunkRows } from './chunk-rows';
-import { serializePerConnection } from './serialize-per-connection';
+import { LockTable } from './lock-table';
 import { ContentionExhausted, retryOnContention } from './retry-on-contention';
-import { toSlotLockEntity, type RawSlotLockRow } from './slot-lock-rows';
 import {
   resolveRetry,
   resolveSlotLockOptions,
@@ -20,6 +16,13 @@ import {
   type SlotLockCallOptions,
   type SlotLockServiceOptions,
 } from './slot-lock.options';
+import {
+  acquireInCallerTransaction,
+  callerRunnerOf,
+  releaseInCallerTransaction,
+} from './units/caller-transaction-unit';
+import { ServiceConnection } from './units/service-connection';
+import { acquireInServiceTransaction, insertOrReport } from './units/service-transaction-unit';
 
 /** The slot taken by {@link SlotLockService.acquireSlot}. */
 export interface AcquiredSlot {
@@ -41,15 +44,6 @@ export interface CommitWithLocksOptions {
   readonly retry?: Partial<RetryOptions>;
 }
 
-/** Name of the savepoint that keeps a chunked acquisition in a caller's transaction all-or-nothing. */
-const SAVEPOINT = 'drydock_slotlock_acquire';
-
-/** How long a conflict inside a caller's transaction waits for a connection to read its lock map. */
-const LOCK_MAP_WAIT_MS = 2000;
-
-/** Bytes kept free in a statement for its fixed text (`INSERT INTO … VALUES`). */
-const STATEMENT_OVERHEAD_BYTES = 1024;
-
 /**
  * Drydock's slot locks on a TypeORM `DataSource` (SPEC 4).
  *
@@ -68,12 +62,9 @@ const STATEMENT_OVERHEAD_BYTES = 1024;
  * ```
  */
 export class SlotLockService {
-  readonly #dataSource: DataSource;
-  readonly #dialect: SlotLockDialect;
   readonly #options: ResolvedSlotLockOptions;
-  #maxStatementBytes: Promise<number> | undefined;
-  #maxStatementBytesRead: number | undefined;
-  #autocommitQuery: AutocommitQuery | null | undefined;
+  readonly #table: LockTable;
+  readonly #connection: ServiceConnection;
 
   /**
    * @param dataSource - a TypeORM data source of type `mysql`, `mariadb`, `postgres` or `better-sqlite3`
@@ -84,9 +75,10 @@ export class SlotLockService {
     if (typeof dataSource !== 'object' || dataSource === null || typeof dataSource.createQueryRunner !== 'function') {
       throw new TypeError('dataSource must be a TypeORM DataSource');
     }
-    this.#dataSource = dataSource;
-    this.#dialect = dialectFor(dataSource);
+    const dialect = dialectFor(dataSource);
     this.#options = resolveSlotLockOptions(options);
+    this.#table = new LockTable(dataSource, dialect, this.#options.tableName);
+    this.#connection = new ServiceConnection(dataSource, dialect);
   }
 
   /** The settings in force, defaults filled in. */
@@ -116,12 +108,12 @@ export class SlotLockService {
     const owner = checkOwner(ownerPHID);
     const locks = prepareLocks(lockKeys, this.#options.maxKeyBytes);
     const retry = this.#retryFor(options);
-    const manager = checkManager(options.manager);
+    const callerRunner = callerRunnerOf(options.manager);
     if (locks.length === 0) return;
 
     try {
-      if (manager !== undefined) {
-        await this.#acquireInCallerTransaction(manager.queryRunner!, owner, locks);
+      if (callerRunner !== undefined) {
+        await acquireInCallerTransaction(this.#table, callerRunner, owner, locks);
       } else {
         await this.#acquireWithRetry(owner, locks, retry);
       }
@@ -131,7 +123,7 @@ export class SlotLockService {
     publish.acquired(() => ({
       ownerPHID: owner,
       lockKeys: locks.map((lock) => lock.lockKey),
-      inCallerTransaction: manager !== undefined,
+      inCallerTransaction: callerRunner !== undefined,
     }));
   }
 
@@ -148,18 +140,18 @@ export class SlotLockService {
   async releaseLocks(ownerPHID: string, options: SlotLockCallOptions = {}): Promise<number> {
     const owner = checkOwner(ownerPHID);
     const retry = this.#retryFor(options);
-    const manager = checkManager(options.manager);
-    const { sql, params } = this.#dialect.deleteByOwner(this.#options.tableName, owner);
+    const callerRunner = callerRunnerOf(options.manager);
 
     let count: number;
-    if (manager !== undefined) {
-      count = (await manager.queryRunner!.query(sql, [...params], true)).affected ?? 0;
+    if (callerRunner !== undefined) {
+      count = await releaseInCallerTransaction(this.#table, callerRunner, owner);
     } else {
+      const statement = this.#table.deleteByOwner(owner);
       try {
         count = await retryOnContention(
           retry,
-          (error) => this.#isContention(error),
-          () => this.#exclusive(() => this.#autocommit({ sql, params })),
+          (error) => this.#table.isContention(error),
+          () => this.#connection.exclusive(() => this.#connection.autocommit(statement)),
           reportRetry(owner, 'releaseLocks'),
         );
       } catch (error) {
@@ -174,7 +166,7 @@ export class SlotLockService {
   /** The locks `ownerPHID` holds, as entities, oldest first (SPEC 4.6). */
   async loadLocks(ownerPHID: string): Promise<DrydockSlotLock[]> {
     const owner = checkOwner(ownerPHID);
-    return this.#select(this.#dialect.selectByOwner(this.#options.tableName, owner));
+    return this.#table.loadByOwner(owner);
   }
 
   /**
@@ -183,7 +175,7 @@ export class SlotLockService {
    */
   async loadHeldLocks(lockKeys: Iterable<string>): Promise<DrydockSlotLock[]> {
     const locks = prepareLocks(lockKeys, this.#options.maxKeyBytes);
-    return this.#loadHeld(locks);
+    return this.#table.loadHeld(locks);
   }
 
   /** True when `lockKey` is not held by anyone. */
@@ -218,7 +210,7 @@ export class SlotLockService {
     checkLockKey(name, this.#options.maxKeyBytes, 'name');
     checkLimit(limit);
     this.#retryFor(options);
-    checkManager(options.manager);
+    callerRunnerOf(options.manager);
     const slots = Array.from({ length: limit }, (_, slot) => ({ slot, lockKey: `${name}.slot(${slot})` }));
     const locks = prepareLocks(
       slots.map((slot) => slot.lockKey),
@@ -230,8 +222,8 @@ export class SlotLockService {
     try {
       held = await retryOnContention(
         this.#retryFor(options),
-        (error) => this.#isContention(error),
-        () => this.#loadHeld(locks),
+        (error) => this.#table.isContention(error),
+        () => this.#table.loadHeld(locks),
       );
     } catch (error) {
       throw reportConflict(owner, locks, await this.#translateAcquireError(error, locks, 1));
@@ -291,21 +283,14 @@ export class SlotLockService {
       result = await retryOnContention(
         retry,
         // A nested acquireLocks({ manager }) that met a deadlock reports it as a SlotLockException.
-        (error) => this.#isContention(error) || (error instanceof SlotLockException && error.transactionRolledBack),
+        (error) =>
+          this.#table.isContention(error) || (error instanceof SlotLockException && error.transactionRolledBack),
         () =>
-          this.#exclusive(
+          this.#connection.exclusive(
             () =>
-              this.#withRunner(async (runner) => {
-                await runner.startTransaction();
-                try {
-                  await this.#insertOrReport(runner, owner, locks);
-                  const result = await work(runner.manager);
-                  await runner.commitTransaction();
-                  return result;
-                } catch (error) {
-                  await rollbackQuietly(runner);
-                  throw error;
-                }
+              this.#connection.transaction(async (runner) => {
+                await insertOrReport(this.#table, runner, owner, locks);
+                return work(runner.manager);
               }),
             true,
           ),
@@ -370,10 +355,12 @@ export class SlotLockService {
     try {
       await retryOnContention(
         retry,
-        (error) => this.#isContention(error),
+        (error) => this.#table.isContention(error),
         (attemptNumber) => {
           attempts = attemptNumber;
-          return this.#exclusive(() => this.#acquireOnce(owner, locks));
+          return this.#connection.exclusive(() =>
+            acquireInServiceTransaction(this.#table, this.#connection, owner, locks),
+          );
         },
         reportRetry(owner, 'acquireLocks'),
       );
@@ -382,231 +369,25 @@ export class SlotLockService {
     }
   }
 
-  #classify(error: unknown): DriverErrorKind {
-    return classifyError(this.#dialect, error);
-  }
-
-  #isContention(error: unknown): boolean {
-    return this.#classify(error) === 'contention';
-  }
-
-  /** Service-owned work, one unit at a time where every runner shares one connection (SQLite). */
-  #exclusive<T>(fn: () => Promise<T>, runsUserCode = false): Promise<T> {
-    if (!this.#dialect.singleConnection) return fn();
-    return serializePerConnection(
-      this.#dataSource,
-      (nested) => {
-        if (!nested) this.#refuseForeignTransaction();
-        return fn();
-      },
-      runsUserCode,
-    );
-  }
-
-  /**
-   * On SQLite, TypeORM runs everything on one connection through one query runner: while
-   * someone else's transaction is open there, the service's own statements would become
-   * part of it (and vanish with its rollback). Say so instead.
-   */
-  #refuseForeignTransaction(): void {
-    const shared = (this.#dataSource.driver as { queryRunner?: QueryRunner }).queryRunner;
-    if (shared?.isTransactionActive === true) {
-      throw new Error(
-        'drydock-slotlock: a transaction is open on this SQLite DataSource, whose one connection the ' +
-          "service's own statements would join; pass { manager } from that transaction, or call after it ends",
-      );
-    }
-  }
-
-  async #withRunner<T>(fn: (runner: QueryRunner) => Promise<T>): Promise<T> {
-    const runner = this.#dataSource.createQueryRunner();
-    try {
-      return await fn(runner);
-    } finally {
-      await runner.release();
-    }
-  }
-
-  /** Runs one statement in autocommit and resolves to the rows it changed. */
-  #autocommit(statement: SqlStatement): Promise<number> {
-    // Decided once the data source is up: its driver and settings do not change after.
-    this.#autocommitQuery ??= this.#dialect.autocommitQuery(this.#dataSource) ?? null;
-    if (this.#autocommitQuery !== null) return this.#autocommitQuery(statement);
-    return this.#withRunner(
-      async (runner) => (await runner.query(statement.sql, [...statement.params], true)).affected ?? 0,
-    );
-  }
-
-  /**
-   * One attempt where the service owns the transaction. One statement runs in
-   * autocommit: it is atomic by itself, and skipping BEGIN/COMMIT saves two round trips
-   * (1.3x to 1.6x the cycles on MariaDB); several statements share one transaction.
-   */
-  async #acquireOnce(owner: string, locks: readonly RequestedLock[]): Promise<void> {
-    const statements = await this.#insertStatements(this.#dataSource, owner, locks);
-    if (statements.length === 1) {
-      const statement = statements[0]!;
-      if ((await this.#autocommit(statement)) < statement.rowCount) throw new LocksHeldError();
-      return;
-    }
-    await this.#withRunner(async (runner) => {
-      await runner.startTransaction();
-      try {
-        await insertAll(runner, statements);
-        await runner.commitTransaction();
-      } catch (error) {
-        await rollbackQuietly(runner);
-        throw error;
-      }
-    });
-  }
-
-  /** Inside a transaction the service opened: a conflict becomes a SlotLockException at once. */
-  async #insertOrReport(runner: QueryRunner, owner: string, locks: readonly RequestedLock[]): Promise<void> {
-    try {
-      await insertAll(runner, await this.#insertStatements(runner, owner, locks));
-    } catch (error) {
-      if (this.#classify(error) !== 'conflict') throw error;
-      await rollbackQuietly(runner);
-      throw new SlotLockException({
-        failure: 'held',
-        // On this runner, rolled back: asking the pool for another connection while holding
-        // this one could wait forever once every connection is held the same way.
-        lockMap: await this.#readLockMap(locks, runner),
-        cause: driverCause(error),
-      });
-    }
-  }
-
-  async #acquireInCallerTransaction(
-    runner: QueryRunner,
-    owner: string,
-    locks: readonly RequestedLock[],
-  ): Promise<void> {
-    const statements = await this.#insertStatements(runner, owner, locks);
-    // One MySQL statement is atomic and a failed one leaves the transaction usable;
-    // several statements, or an engine that aborts the whole transaction on an error
-    // (PostgreSQL), need a savepoint to undo only what this call did.
-    const useSavepoint = statements.length > 1 || this.#dialect.abortsTransactionOnError;
-    try {
-      if (useSavepoint) await runner.query(`SAVEPOINT ${SAVEPOINT}`);
-      await insertAll(runner, statements);
-      if (useSavepoint) await runner.query(`RELEASE SAVEPOINT ${SAVEPOINT}`);
-    } catch (error) {
-      const kind = this.#classify(error);
-      const rolledBack = kind === 'other' ? false : await this.#dialect.rollsBackTransaction(error, runner);
-      if (useSavepoint && !rolledBack) {
-        await runner.query(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`).catch(() => undefined);
-        await runner.query(`RELEASE SAVEPOINT ${SAVEPOINT}`).catch(() => undefined);
-      }
-      if (kind === 'other') throw error;
-      throw new SlotLockException({
-        failure: kind === 'conflict' ? 'held' : 'contention',
-        lockMap: await this.#readLockMapBesides(locks),
-        transactionRolledBack: rolledBack,
-        cause: driverCause(error),
-      });
-    }
-  }
-
-  async #insertStatements(db: Queryable, owner: string, locks: readonly RequestedLock[]): Promise<InsertStatement[]> {
-    const dialect = this.#dialect;
-    if (locks.length === 0) return []; // commitWithLocks with no keys: the work alone
-    const rows = locks.map((lock) => ({ ownerPHID: owner, lockIndex: lock.lockIndex, lockKey: lock.lockKey }));
-    const maxBytes = this.#readMaxStatementBytes(db);
-    const budget = (typeof maxBytes === 'number' ? maxBytes : await maxBytes) - STATEMENT_OVERHEAD_BYTES;
-    if (rows.length <= dialect.maxRowsPerStatement && upperBoundBytes(owner, locks) <= budget) {
-      // The common case, a handful of short keys: one statement, without weighing every row.
-      return [dialect.insertLocks(this.#options.tableName, rows)];
-    }
-    return chunkRows(rows, budget, dialect.maxRowsPerStatement, (row) => dialect.rowBytes(row)).map((chunk) =>
-      dialect.insertLocks(this.#options.tableName, chunk),
-    );
-  }
-
-  #readMaxStatementBytes(db: Queryable): Promise<number> | number {
-    // Read once per service: the server's limit does not change under a running app.
-    if (this.#maxStatementBytesRead !== undefined) return this.#maxStatementBytesRead;
-    this.#maxStatementBytes ??= this.#dialect.readMaxStatementBytes(db).then(
-      (bytes) => (this.#maxStatementBytesRead = bytes),
-      (error: unknown) => {
-        this.#maxStatementBytes = undefined;
-        throw error;
-      },
-    );
-    return this.#maxStatementBytes;
-  }
-
   /** Turns what an acquisition threw into what its caller gets (SPEC 4.2 to 4.4). */
   async #translateAcquireError(error: unknown, locks: readonly RequestedLock[], attempts: number): Promise<unknown> {
     if (error instanceof ContentionExhausted) {
       return new SlotLockException({
         failure: 'contention',
-        lockMap: await this.#readLockMap(locks),
+        lockMap: await this.#table.readLockMap(locks),
         attempts: error.attempts,
         cause: error.error,
       });
     }
-    if (this.#classify(error) === 'conflict') {
+    if (this.#table.classify(error) === 'conflict') {
       return new SlotLockException({
         failure: 'held',
-        lockMap: await this.#readLockMap(locks),
+        lockMap: await this.#table.readLockMap(locks),
         attempts,
         cause: driverCause(error),
       });
     }
     return error;
-  }
-
-  /**
-   * Who holds the requested locks, read right after the failure on `db` (by default a
-   * pooled connection; an autocommit read sees the latest committed rows).
-   */
-  async #readLockMap(
-    locks: readonly RequestedLock[],
-    db: Queryable = this.#dataSource,
-  ): Promise<Record<string, string>> {
-    let held: DrydockSlotLock[];
-    try {
-      held = await this.#loadHeld(locks, db);
-    } catch {
-      // The conflict stands even if the holders cannot be read now (SPEC 4.2 allows an empty map).
-      return {};
-    }
-    return Object.fromEntries(held.map((lock) => [lock.lockKey, lock.ownerPHID]));
-  }
-
-  /**
-   * The lock map for a conflict inside a caller's transaction, read on another
-   * connection: the caller's REPEATABLE READ snapshot could hide the holder's row. The
-   * caller keeps its connection meanwhile, so the wait for a second one is bounded: with
-   * every pooled connection held by such callers, the map comes back empty instead.
-   */
-  #readLockMapBesides(locks: readonly RequestedLock[]): Promise<Record<string, string>> {
-    let timer: NodeJS.Timeout | undefined;
-    const giveUp = new Promise<Record<string, string>>((resolve) => {
-      timer = setTimeout(() => resolve({}), LOCK_MAP_WAIT_MS);
-      timer.unref();
-    });
-    return Promise.race([this.#readLockMap(locks), giveUp]).finally(() => clearTimeout(timer));
-  }
-
-  async #loadHeld(locks: readonly RequestedLock[], db: Queryable = this.#dataSource): Promise<DrydockSlotLock[]> {
-    if (locks.length === 0) return [];
-    const indexes = locks.map((lock) => lock.lockIndex);
-    const held: DrydockSlotLock[] = [];
-    // Chunked like inserts, so a 20,000-key lookup stays within the engine's parameter limit.
-    for (let start = 0; start < indexes.length; start += this.#dialect.maxRowsPerStatement) {
-      const chunk = indexes.slice(start, start + this.#dialect.maxRowsPerStatement);
-      held.push(...(await this.#select(this.#dialect.selectByIndexes(this.#options.tableName, chunk), db)));
-    }
-    const order = new Map(locks.map((lock, position) => [lock.lockIndex, position]));
-    return held.sort((a, b) => order.get(a.lockIndex)! - order.get(b.lockIndex)!);
-  }
-
-  async #select(statement: SqlStatement, db: Queryable = this.#dataSource): Promise<DrydockSlotLock[]> {
-    const rows = (await db.query(statement.sql, [...statement.params])) as RawSlotLockRow[];
-    return rows.map(toSlotLockEntity);
   }
 }
 
@@ -631,50 +412,6 @@ function reportRetry(
     const driverError = driverErrorOf(error);
     publish.retry(() => ({ ownerPHID: owner, operation, attempt, code: driverError?.errno ?? driverError?.code }));
   };
-}
-
-function checkManager(manager: EntityManager | undefined): EntityManager | undefined {
-  if (manager === undefined) return undefined;
-  const runner = (manager as Partial<EntityManager> | null)?.queryRunner;
-  if (runner === undefined || !runner.isTransactionActive) {
-    throw new TypeError(
-      'options.manager must be the EntityManager of a transaction you started ' +
-        '(dataSource.transaction(manager => ...)); leave it out to let the service run its own',
-    );
-  }
-  return manager;
-}
-
-/**
- * More bytes than any dialect's statement can take for these rows: a UTF-16 unit is at
- * most 3 UTF-8 bytes, doubled again where MySQL escapes it, plus a row's punctuation.
- */
-function upperBoundBytes(owner: string, locks: readonly RequestedLock[]): number {
-  let units = 0;
-  for (const lock of locks) units += lock.lockKey.length;
-  return 6 * units + locks.length * (6 * owner.length + 2 * 12 + 64);
-}
-
-/** Runs insert statements in order; fewer rows than asked means a lock is held (PostgreSQL's quiet conflict). */
-async function insertAll(runner: QueryRunner, statements: readonly InsertStatement[]): Promise<void> {
-  for (const statement of statements) {
-    const inserted = (await runner.query(statement.sql, [...statement.params], true)).affected ?? 0;
-    if (inserted < statement.rowCount) throw new LocksHeldError();
-  }
-}
-
-/** The driver error behind a conflict, if the engine reported one (PostgreSQL's quiet insert does not). */
-function driverCause(error: unknown): unknown {
-  return error instanceof LocksHeldError ? undefined : error;
-}
-
-async function rollbackQuietly(runner: QueryRunner): Promise<void> {
-  if (!runner.isTransactionActive) return;
-  try {
-    await runner.rollbackTransaction();
-  } catch {
-    // The connection is gone or the server already rolled back: nothing is left to undo.
-  }
 }
 
 function shuffle<T>(items: T[]): T[] {

@@ -1,0 +1,123 @@
+import type { DataSource } from 'typeorm';
+import type { DriverErrorKind, InsertStatement, Queryable, SlotLockDialect, SqlStatement } from '../dialects/dialect';
+import type { DrydockSlotLock } from '../entities/drydock-slot-lock.entity';
+import { classifyError } from '../errors/classify-error';
+import type { RequestedLock } from './check-input';
+import { chunkRows } from './chunk-rows';
+import { toSlotLockEntity, type RawSlotLockRow } from './slot-lock-rows';
+
+/** Bytes kept free in a statement for its fixed text (`INSERT INTO … VALUES`). */
+const STATEMENT_OVERHEAD_BYTES = 1024;
+
+/**
+ * The lock table of one DataSource, as every way of owning a transaction sees it: the
+ * engine's dialect, the statements that insert and read locks, and what a driver
+ * error means. Whoever runs the statements (autocommit, the service's transaction or
+ * the caller's) asks here for them.
+ */
+export class LockTable {
+  #maxStatementBytes: Promise<number> | undefined;
+  #maxStatementBytesRead: number | undefined;
+
+  constructor(
+    readonly dataSource: DataSource,
+    readonly dialect: SlotLockDialect,
+    /** The table's name as the dialect quotes it, `schema.table` included. */
+    readonly name: string,
+  ) {}
+
+  /** What a driver error means for a lock (see {@link classifyError}). */
+  classify(error: unknown): DriverErrorKind {
+    return classifyError(this.dialect, error);
+  }
+
+  isContention(error: unknown): boolean {
+    return this.classify(error) === 'contention';
+  }
+
+  /**
+   * The INSERT statements that take `locks` for `owner`, as few as the server's
+   * statement size allows; several must run in one transaction to stay all-or-nothing.
+   */
+  async insertStatements(db: Queryable, owner: string, locks: readonly RequestedLock[]): Promise<InsertStatement[]> {
+    const dialect = this.dialect;
+    if (locks.length === 0) return []; // commitWithLocks with no keys: the work alone
+    const rows = locks.map((lock) => ({ ownerPHID: owner, lockIndex: lock.lockIndex, lockKey: lock.lockKey }));
+    const maxBytes = this.#readMaxStatementBytes(db);
+    const budget = (typeof maxBytes === 'number' ? maxBytes : await maxBytes) - STATEMENT_OVERHEAD_BYTES;
+    if (rows.length <= dialect.maxRowsPerStatement && upperBoundBytes(owner, locks) <= budget) {
+      // The common case, a handful of short keys: one statement, without weighing every row.
+      return [dialect.insertLocks(this.name, rows)];
+    }
+    return chunkRows(rows, budget, dialect.maxRowsPerStatement, (row) => dialect.rowBytes(row)).map((chunk) =>
+      dialect.insertLocks(this.name, chunk),
+    );
+  }
+
+  /** The DELETE of every lock `owner` holds. */
+  deleteByOwner(owner: string): SqlStatement {
+    return this.dialect.deleteByOwner(this.name, owner);
+  }
+
+  /** The locks `owner` holds, oldest first, read on `db`. */
+  loadByOwner(owner: string, db: Queryable = this.dataSource): Promise<DrydockSlotLock[]> {
+    return this.select(this.dialect.selectByOwner(this.name, owner), db);
+  }
+
+  /** The held locks among `locks`, in the order asked, read on `db` (by default a pooled connection). */
+  async loadHeld(locks: readonly RequestedLock[], db: Queryable = this.dataSource): Promise<DrydockSlotLock[]> {
+    if (locks.length === 0) return [];
+    const indexes = locks.map((lock) => lock.lockIndex);
+    const held: DrydockSlotLock[] = [];
+    // Chunked like inserts, so a 20,000-key lookup stays within the engine's parameter limit.
+    for (let start = 0; start < indexes.length; start += this.dialect.maxRowsPerStatement) {
+      const chunk = indexes.slice(start, start + this.dialect.maxRowsPerStatement);
+      held.push(...(await this.select(this.dialect.selectByIndexes(this.name, chunk), db)));
+    }
+    const order = new Map(locks.map((lock, position) => [lock.lockIndex, position]));
+    return held.sort((a, b) => order.get(a.lockIndex)! - order.get(b.lockIndex)!);
+  }
+
+  /**
+   * Who holds the requested locks, `{ [lockKey]: ownerPHID }`, read right after a
+   * failure on `db`; empty when the holders cannot be read now (SPEC 4.2 allows it: the
+   * conflict stands either way).
+   */
+  async readLockMap(locks: readonly RequestedLock[], db: Queryable = this.dataSource): Promise<Record<string, string>> {
+    let held: DrydockSlotLock[];
+    try {
+      held = await this.loadHeld(locks, db);
+    } catch {
+      return {};
+    }
+    return Object.fromEntries(held.map((lock) => [lock.lockKey, lock.ownerPHID]));
+  }
+
+  async select(statement: SqlStatement, db: Queryable = this.dataSource): Promise<DrydockSlotLock[]> {
+    const rows = (await db.query(statement.sql, [...statement.params])) as RawSlotLockRow[];
+    return rows.map(toSlotLockEntity);
+  }
+
+  #readMaxStatementBytes(db: Queryable): Promise<number> | number {
+    // Read once per service: the server's limit does not change under a running app.
+    if (this.#maxStatementBytesRead !== undefined) return this.#maxStatementBytesRead;
+    this.#maxStatementBytes ??= this.dialect.readMaxStatementBytes(db).then(
+      (bytes) => (this.#maxStatementBytesRead = bytes),
+      (error: unknown) => {
+        this.#maxStatementBytes = undefined;
+        throw error;
+      },
+    );
+    return this.#maxStatementBytes;
+  }
+}
+
+/**
+ * More bytes than any dialect's statement can take for these rows: a UTF-16 unit is at
+ * most 3 UTF-8 bytes, doubled again where MySQL escapes it, plus a row's punctuation.
+ */
+function upperBoundBytes(owner: string, locks: readonly RequestedLock[]): number {
+  let units = 0;
+  for (const lock of locks) units += lock.lockKey.length;
+  return 6 * units + locks.length * (6 * owner.length + 2 * 12 + 64);
+}

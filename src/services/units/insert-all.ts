@@ -1,0 +1,14 @@
+import type { QueryRunner } from 'typeorm';
+import type { InsertStatement } from '../../dialects/dialect';
+import { LocksHeldError } from '../../errors/classify-error';
+
+/**
+ * Runs insert statements in order on one runner; fewer rows than asked means a lock is
+ * held (PostgreSQL's quiet conflict), reported as {@link LocksHeldError}.
+ */
+export async function insertAll(runner: QueryRunner, statements: readonly InsertStatement[]): Promise<void> {
+  for (const statement of statements) {
+    const inserted = (await runner.query(statement.sql, [...statement.params], true)).affected ?? 0;
+    if (inserted < statement.rowCount) throw new LocksHeldError();
+  }
+}

@@ -1,5 +1,5 @@
 import type { DataSource } from 'typeorm';
-import { asQueryFailed, canSkipQueryRunner, type AutocommitQuery } from './direct-query';
+import { asQueryFailed, canSkipQueryRunner, type AutocommitQuery } from '../direct-query';
 
 /** The slice of pg's Pool this path uses. */
 interface PgPool {

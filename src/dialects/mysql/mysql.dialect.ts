@@ -1,7 +1,7 @@
 import type { QueryRunner } from 'typeorm';
-import type { DriverErrorKind, InsertStatement, LockRow, Queryable, SlotLockDialect, SqlStatement } from './dialect';
-import { driverErrorOf } from '../errors/driver-error-of';
-import { mysqlAutocommitQuery } from './mysql-direct-query';
+import type { DriverErrorKind, InsertStatement, LockRow, Queryable, SlotLockDialect, SqlStatement } from '../dialect';
+import { driverErrorOf } from '../../errors/driver-error-of';
+import { mysqlAutocommitQuery } from './direct-query';
 
 /** Phorge's table name (in the `{$NAMESPACE}_drydock` database). */
 export const PHORGE_TABLE_NAME = 'drydock_slotlock';

@@ -1,5 +1,5 @@
 import type { DataSource } from 'typeorm';
-import { asQueryFailed, canSkipQueryRunner, type AutocommitQuery } from './direct-query';
+import { asQueryFailed, canSkipQueryRunner, type AutocommitQuery } from '../direct-query';
 
 /** The slice of a better-sqlite3 Database this path uses. */
 interface SqliteDatabase {

@@ -1,5 +1,5 @@
 import type { DataSource } from 'typeorm';
-import { asQueryFailed, canSkipQueryRunner, type AutocommitQuery } from './direct-query';
+import { asQueryFailed, canSkipQueryRunner, type AutocommitQuery } from '../direct-query';
 
 /** The slice of mysql2's callback pool this path uses. */
 interface Mysql2CallbackPool {

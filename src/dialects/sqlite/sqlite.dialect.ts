@@ -1,8 +1,8 @@
-import { driverErrorOf } from '../errors/driver-error-of';
-import type { DriverErrorKind, InsertStatement, LockRow, SlotLockDialect } from './dialect';
-import { portableTableMigration, type PortableColumnTypes } from './portable-schema';
-import { boundParameterSizing, quotedSql } from './quoted-sql';
-import { sqliteAutocommitQuery } from './sqlite-direct-query';
+import { driverErrorOf } from '../../errors/driver-error-of';
+import type { DriverErrorKind, InsertStatement, LockRow, SlotLockDialect } from '../dialect';
+import { portableTableMigration, type PortableColumnTypes } from '../portable-schema';
+import { boundParameterSizing, quotedSql } from '../quoted-sql';
+import { sqliteAutocommitQuery } from './direct-query';
 
 /** SQLite's text comparison is BINARY by default: byte-exact and case-sensitive. */
 export const SQLITE_COLUMN_TYPES: PortableColumnTypes = {

@@ -1,8 +1,8 @@
-import { driverErrorOf } from '../errors/driver-error-of';
-import type { DriverErrorKind, InsertStatement, LockRow, SlotLockDialect } from './dialect';
-import { portableTableMigration, type PortableColumnTypes } from './portable-schema';
-import { postgresAutocommitQuery } from './postgres-direct-query';
-import { boundParameterSizing, quotedSql } from './quoted-sql';
+import { driverErrorOf } from '../../errors/driver-error-of';
+import type { DriverErrorKind, InsertStatement, LockRow, SlotLockDialect } from '../dialect';
+import { portableTableMigration, type PortableColumnTypes } from '../portable-schema';
+import { postgresAutocommitQuery } from './direct-query';
+import { boundParameterSizing, quotedSql } from '../quoted-sql';
 
 /** PostgreSQL SQLSTATEs the service reacts to. */
 export const POSTGRES_ERRORS = Object.freeze({

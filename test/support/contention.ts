@@ -8,17 +8,19 @@ export async function deadlockCount(dataSource: DataSource): Promise<number> {
 }
 
 /**
- * Resolves once an INSERT whose text contains `needle` has been running for a while,
- * i.e. waits for a row lock. (PROCESSLIST, not INNODB_TRX: InnoDB refreshes that view
- * lazily and may show a wait that has already ended.)
+ * Resolves once an INSERT whose text contains `needle` (as text, or as the hex literal
+ * the service sends owners and keys as) has been running for a while, i.e. waits for a
+ * row lock. (PROCESSLIST, not INNODB_TRX: InnoDB refreshes that view lazily and may
+ * show a wait that has already ended.)
  */
 export async function waitForBlockedInsert(dataSource: DataSource, needle: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let seenBefore = false;
   while (Date.now() < deadline) {
     const rows = (await dataSource.query(
-      "SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND = 'Query' AND INFO LIKE 'INSERT%' AND INSTR(INFO, ?) > 0",
-      [needle],
+      "SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND = 'Query' AND INFO LIKE 'INSERT%' " +
+        'AND (INSTR(INFO, ?) > 0 OR INSTR(INFO, ?) > 0)',
+      [needle, Buffer.from(needle).toString('hex')],
     )) as unknown[];
     if (rows.length > 0 && seenBefore) return;
     seenBefore = rows.length > 0;

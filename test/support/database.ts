@@ -78,3 +78,25 @@ export async function allRows(
   )) as Array<{ ownerPHID: string; lockIndex: string; lockKey: string }>;
   return rows;
 }
+
+/**
+ * Sets server-wide variables (`SET GLOBAL`) for connections opened from now on, and
+ * resolves to a function that puts the old values back. How a test gives every
+ * connection of a DataSource a session setting (an `sql_mode`, a packet size), as a
+ * server configured so would: mysql2 has no per-connection start-up statement.
+ */
+export async function setGlobals(values: Record<string, string | number>): Promise<() => Promise<void>> {
+  const saved = await withAdmin(async (admin) => {
+    const before: Record<string, unknown> = {};
+    for (const [name, value] of Object.entries(values)) {
+      const [row] = (await admin.query(`SELECT @@GLOBAL.${name} AS v`)) as Array<{ v: unknown }>;
+      before[name] = row!.v;
+      await admin.query(`SET GLOBAL ${name} = ?`, [value]);
+    }
+    return before;
+  });
+  return () =>
+    withAdmin(async (admin) => {
+      for (const [name, value] of Object.entries(saved)) await admin.query(`SET GLOBAL ${name} = ?`, [value]);
+    });
+}

@@ -47,6 +47,25 @@ function placeholders(count: number, group: string): string {
 }
 
 /**
+ * Owners and keys travel as UTF-8 `Buffer`s, which mysql2 writes into the SQL text as
+ * hex literals (`X'…'`). mysql2 builds the statement on the client and escapes strings
+ * with backslashes whatever the session's `sql_mode`: under `NO_BACKSLASH_ESCAPES` an
+ * escaped string can end early and the rest of a key becomes SQL. A hex literal has
+ * no quote to break out of, and its bytes reach the column as they are, whatever the
+ * connection's charset (`latin1` would turn `★` into `?`, `utf8mb3` an emoji into
+ * six bytes of CESU-8). The lock index is ASCII from a 64-letter alphabet: safe as text.
+ */
+function bytes(text: string): Buffer {
+  return Buffer.from(text, 'utf8');
+}
+
+/**
+ * The columns as they are stored: `lockKey` read as binary, so that the connection's
+ * charset cannot transcode it on the way back (`ownerPHID` and `lockIndex` are binary already).
+ */
+const STORED_COLUMNS = 'id, ownerPHID, lockIndex, CAST(lockKey AS BINARY) AS lockKey';
+
+/**
  * MariaDB and MySQL: Phorge's own table, its DDL copied from
  * `resources/sql/autopatches/20150916.drydock.slotlocks.1.sql` with
  * `{$COLLATE_TEXT}` = `utf8mb4_bin`.
@@ -72,7 +91,7 @@ export const mysqlDialect: SlotLockDialect = Object.freeze({
 
   insertLocks(table: string, rows: readonly LockRow[]): InsertStatement {
     const params: unknown[] = [];
-    for (const row of rows) params.push(row.ownerPHID, row.lockIndex, row.lockKey);
+    for (const row of rows) params.push(bytes(row.ownerPHID), row.lockIndex, bytes(row.lockKey));
     return {
       sql:
         `INSERT INTO ${quoteTable(table)} (ownerPHID, lockIndex, lockKey) VALUES ` +
@@ -85,7 +104,7 @@ export const mysqlDialect: SlotLockDialect = Object.freeze({
   selectByIndexes(table: string, indexes: readonly string[]): SqlStatement {
     return {
       sql:
-        `SELECT id, ownerPHID, lockIndex, lockKey FROM ${quoteTable(table)} ` +
+        `SELECT ${STORED_COLUMNS} FROM ${quoteTable(table)} ` +
         `WHERE lockIndex IN (${placeholders(indexes.length, '?')})`,
       params: indexes,
     };
@@ -93,13 +112,13 @@ export const mysqlDialect: SlotLockDialect = Object.freeze({
 
   selectByOwner(table: string, ownerPHID: string): SqlStatement {
     return {
-      sql: `SELECT id, ownerPHID, lockIndex, lockKey FROM ${quoteTable(table)} WHERE ownerPHID = ? ORDER BY id`,
-      params: [ownerPHID],
+      sql: `SELECT ${STORED_COLUMNS} FROM ${quoteTable(table)} WHERE ownerPHID = ? ORDER BY id`,
+      params: [bytes(ownerPHID)],
     };
   },
 
   deleteByOwner(table: string, ownerPHID: string): SqlStatement {
-    return { sql: `DELETE FROM ${quoteTable(table)} WHERE ownerPHID = ?`, params: [ownerPHID] };
+    return { sql: `DELETE FROM ${quoteTable(table)} WHERE ownerPHID = ?`, params: [bytes(ownerPHID)] };
   },
 
   classify(error: unknown): DriverErrorKind {
@@ -127,8 +146,8 @@ export const mysqlDialect: SlotLockDialect = Object.freeze({
   autocommitQuery: mysqlAutocommitQuery,
 
   rowBytes(row: LockRow): number {
-    // mysql2 escapes parameters into the SQL text: a quote or backslash doubles, so
-    // count every byte twice, plus the quotes, commas and parentheses of "(?, ?, ?), ".
+    // mysql2 writes parameters into the SQL text: a Buffer as a hex literal, two letters
+    // a byte, so count every byte twice, plus X'', commas and parentheses of "(?, ?, ?), ".
     return 2 * (Buffer.byteLength(row.ownerPHID) + row.lockIndex.length + Buffer.byteLength(row.lockKey)) + 16;
   },
 });

@@ -70,8 +70,8 @@ export interface SlotLockDialect {
   /** Bytes one row adds to an INSERT at most, after the driver escapes it. */
   rowBytes(row: LockRow): number;
   /**
-   * A faster way to run one autocommit statement than a query runner, where the engine
-   * and the data source's settings allow it (read once the data source is initialized).
+   * A faster way to run one autocommit statement than a query runner, logged and failing
+   * as the runner would; used while `canSkipQueryRunner` holds for the DataSource.
    */
-  autocommitQuery(dataSource: DataSource): AutocommitQuery | undefined;
+  autocommitQuery(dataSource: DataSource): AutocommitQuery;
 }

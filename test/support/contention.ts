@@ -18,7 +18,7 @@ export async function waitForBlockedInsert(dataSource: DataSource, needle: strin
   let seenBefore = false;
   while (Date.now() < deadline) {
     const rows = (await dataSource.query(
-      "SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND = 'Query' AND INFO LIKE 'INSERT%' " +
+      "SELECT ID FROM information_schema.PROCESSLIST WHERE COMMAND = 'Query' AND DB = DATABASE() AND INFO LIKE 'INSERT%' " +
         'AND (INSTR(INFO, ?) > 0 OR INSTR(INFO, ?) > 0)',
       [needle, Buffer.from(needle).toString('hex')],
     )) as unknown[];

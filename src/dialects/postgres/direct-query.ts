@@ -1,28 +1,33 @@
 import type { DataSource } from 'typeorm';
-import { asQueryFailed, canSkipQueryRunner, type AutocommitQuery } from '../direct-query';
-
-/** The slice of pg's Pool this path uses. */
-interface PgPool {
-  query(sql: string, values: unknown[]): Promise<{ rowCount: number | null }>;
-}
+import { obtainPostgresClient } from '../../compat/typeorm-driver';
+import { logQueryDone, logQueryStart, queryFailed, type AutocommitQuery } from '../direct-query';
 
 /**
- * One autocommit statement straight on TypeORM's own `pg` pool (`driver.master`),
- * skipping the query runner's hooks and its connect/release round of promises.
+ * One autocommit statement on a pooled `pg` client, checked out and logged as TypeORM's
+ * query runner would, without its hooks and result wrapping. A failure to check out a
+ * client passes through as the runner lets it; anything after is a `QueryFailedError`.
  */
-export function postgresAutocommitQuery(dataSource: DataSource): AutocommitQuery | undefined {
-  const driver = dataSource.driver as { master?: PgPool };
-  if (typeof driver.master?.query !== 'function' || !canSkipQueryRunner(dataSource)) return undefined;
+export function postgresAutocommitQuery(dataSource: DataSource): AutocommitQuery {
   return async (statement) => {
+    const [client, release] = await obtainPostgresClient(dataSource);
     const params = [...statement.params];
-    // Read at each call: a DataSource destroyed and initialized again has a new pool.
-    const pool = driver.master;
-    if (pool === undefined) throw new Error('the PostgreSQL DataSource is not initialized');
+    const startedAt = logQueryStart(dataSource, statement.sql, params);
+    let result: { rowCount: number | null };
     try {
-      return (await pool.query(statement.sql, params)).rowCount ?? 0;
+      result = await client.query(statement.sql, params);
     } catch (error) {
-      // pg's DatabaseError carries the server's severity; a connection failure does not.
-      throw (error as { severity?: string }).severity !== undefined ? asQueryFailed(statement, params, error) : error;
+      // A client whose connection failed goes back marked, so the pool drops it.
+      release(isConnectionFailure(error) ? (error as Error) : undefined);
+      throw queryFailed(dataSource, statement.sql, params, error, startedAt);
     }
+    release();
+    logQueryDone(dataSource, statement.sql, params, startedAt);
+    return result.rowCount ?? 0;
   };
+}
+
+/** pg's server errors carry a severity; FATAL and PANIC end the session, and errors without one are the socket's. */
+function isConnectionFailure(error: unknown): boolean {
+  const severity = (error as { severity?: string }).severity;
+  return severity === undefined || severity === 'FATAL' || severity === 'PANIC';
 }

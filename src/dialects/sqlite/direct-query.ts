@@ -1,37 +1,32 @@
 import type { DataSource } from 'typeorm';
-import { asQueryFailed, canSkipQueryRunner, type AutocommitQuery } from '../direct-query';
-
-/** The slice of a better-sqlite3 Database this path uses. */
-interface SqliteDatabase {
-  prepare(sql: string): { run(...params: unknown[]): { changes: number } };
-}
-
-type PreparedStatement = ReturnType<SqliteDatabase['prepare']>;
+import { sqliteConnectionOf, type SqliteDatabase, type SqliteStatement } from '../../compat/typeorm-driver';
+import { logQueryDone, logQueryStart, queryFailed, type AutocommitQuery } from '../direct-query';
 
 /** Prepared statements per connection: the same few statements run over and over. */
-const prepared = new WeakMap<SqliteDatabase, Map<string, PreparedStatement>>();
+const prepared = new WeakMap<SqliteDatabase, Map<string, SqliteStatement>>();
 
 /**
- * One statement straight on TypeORM's better-sqlite3 connection, with the statement
- * prepared once. better-sqlite3 answers synchronously, so the query runner's promises
- * are most of the cost of a lock cycle on SQLite.
+ * One statement straight on a DataSource's better-sqlite3 connection, prepared once and
+ * logged as TypeORM's query runner would. better-sqlite3 answers synchronously, so the
+ * runner's promises are most of the cost of a lock cycle on SQLite.
  */
-export function sqliteAutocommitQuery(dataSource: DataSource): AutocommitQuery | undefined {
-  if (!canSkipQueryRunner(dataSource)) return undefined;
-  const driver = dataSource.driver as { databaseConnection?: SqliteDatabase };
+export function sqliteAutocommitQuery(dataSource: DataSource): AutocommitQuery {
   return async (statement) => {
     // Read at each call: the connection changes if the DataSource is destroyed and initialized again.
-    const connection = driver.databaseConnection;
+    const connection = sqliteConnectionOf(dataSource);
     if (connection === undefined) throw new Error('the SQLite DataSource is not initialized');
     let statements = prepared.get(connection);
     if (statements === undefined) prepared.set(connection, (statements = new Map()));
     const params = [...statement.params];
+    const startedAt = logQueryStart(dataSource, statement.sql, params);
     try {
       let compiled = statements.get(statement.sql);
       if (compiled === undefined) statements.set(statement.sql, (compiled = connection.prepare(statement.sql)));
-      return compiled.run(...params).changes;
+      const changes = compiled.run(...params).changes;
+      logQueryDone(dataSource, statement.sql, params, startedAt);
+      return changes;
     } catch (error) {
-      throw asQueryFailed(statement, params, error);
+      throw queryFailed(dataSource, statement.sql, params, error, startedAt);
     }
   };
 }

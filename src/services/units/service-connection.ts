@@ -1,6 +1,6 @@
 import type { DataSource, QueryRunner } from 'typeorm';
 import type { SlotLockDialect, SqlStatement } from '../../dialects/dialect';
-import type { AutocommitQuery } from '../../dialects/direct-query';
+import { canSkipQueryRunner, type AutocommitQuery } from '../../dialects/direct-query';
 import { serializePerConnection } from '../serialize-per-connection';
 
 /**
@@ -9,7 +9,7 @@ import { serializePerConnection } from '../serialize-per-connection';
  * engine whose DataSource has a single connection (SQLite) the units run one at a time.
  */
 export class ServiceConnection {
-  #autocommitQuery: AutocommitQuery | null | undefined;
+  #autocommitQuery: AutocommitQuery | undefined;
 
   constructor(
     readonly dataSource: DataSource,
@@ -35,9 +35,10 @@ export class ServiceConnection {
 
   /** Runs one statement in autocommit and resolves to the rows it changed. */
   autocommit(statement: SqlStatement): Promise<number> {
-    // Decided once the data source is up: its driver and settings do not change after.
-    this.#autocommitQuery ??= this.dialect.autocommitQuery(this.dataSource) ?? null;
-    if (this.#autocommitQuery !== null) return this.#autocommitQuery(statement);
+    if (canSkipQueryRunner(this.dataSource)) {
+      this.#autocommitQuery ??= this.dialect.autocommitQuery(this.dataSource);
+      return this.#autocommitQuery(statement);
+    }
     return this.withRunner(
       async (runner) => (await runner.query(statement.sql, [...statement.params], true)).affected ?? 0,
     );

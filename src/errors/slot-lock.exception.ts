@@ -2,7 +2,7 @@
 export type SlotLockFailure =
   /** A requested lock is held (by another owner, or by the caller: locks are not re-entrant). */
   | 'held'
-  /** Deadlocks or lock-wait timeouts that retrying did not get past (or could not, inside a caller's transaction). */
+  /** Deadlocks, lock-wait timeouts or serialization failures that retrying did not get past (or could not, inside a caller's transaction). */
   | 'contention';
 
 /** Data carried by a {@link SlotLockException}. */
@@ -65,7 +65,7 @@ function formatMessage(details: SlotLockExceptionDetails): string {
       : `Unable to acquire slot locks: ${entries.map(([key, owner]) => `"${key}" (owned by "${owner}")`).join(', ')}.`;
   if (details.failure === 'contention') {
     const attempts = details.attempts ?? 1;
-    message += ` Gave up under lock contention (deadlock or lock-wait timeout) after ${attempts} attempt${attempts === 1 ? '' : 's'}.`;
+    message += ` Gave up under lock contention (deadlock, lock-wait timeout or serialization failure) after ${attempts} attempt${attempts === 1 ? '' : 's'}.`;
   }
   if (details.transactionRolledBack) {
     message += ' The server rolled back your transaction: retry the whole unit of work.';

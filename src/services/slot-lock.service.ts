@@ -1,4 +1,4 @@
-import type { DataSource, EntityManager } from 'typeorm';
+import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import { dialectFor } from '../dialects';
 import type { DrydockSlotLock } from '../entities/drydock-slot-lock.entity';
 import { publish } from '../diagnostics/slot-lock-channels';
@@ -19,7 +19,10 @@ import {
 import {
   acquireInCallerTransaction,
   callerRunnerOf,
+  completeLockMap,
+  inCallerTransaction,
   releaseInCallerTransaction,
+  tryInsertInCallerTransaction,
 } from './units/caller-transaction-unit';
 import { ServiceConnection } from './units/service-connection';
 import { acquireInServiceTransaction, insertOrReport } from './units/service-transaction-unit';
@@ -65,6 +68,8 @@ export class SlotLockService {
   readonly #options: ResolvedSlotLockOptions;
   readonly #table: LockTable;
   readonly #connection: ServiceConnection;
+  /** The DataSources whose managers the service accepts: the one it was made with. */
+  readonly #dataSources: readonly DataSource[];
 
   /**
    * @param dataSource - a TypeORM data source of type `mysql`, `mariadb`, `postgres` or `better-sqlite3`
@@ -79,6 +84,7 @@ export class SlotLockService {
     this.#options = resolveSlotLockOptions(options);
     this.#table = new LockTable(dataSource, dialect, this.#options.tableName);
     this.#connection = new ServiceConnection(dataSource, dialect);
+    this.#dataSources = [dataSource];
   }
 
   /** The settings in force, defaults filled in. */
@@ -108,7 +114,7 @@ export class SlotLockService {
     const owner = checkOwner(ownerPHID);
     const locks = prepareLocks(lockKeys, this.#options.maxKeyBytes);
     const retry = this.#retryFor(options);
-    const callerRunner = callerRunnerOf(options.manager);
+    const callerRunner = callerRunnerOf(options.manager, this.#dataSources);
     if (locks.length === 0) return;
 
     try {
@@ -140,7 +146,7 @@ export class SlotLockService {
   async releaseLocks(ownerPHID: string, options: SlotLockCallOptions = {}): Promise<number> {
     const owner = checkOwner(ownerPHID);
     const retry = this.#retryFor(options);
-    const callerRunner = callerRunnerOf(options.manager);
+    const callerRunner = callerRunnerOf(options.manager, this.#dataSources);
 
     let count: number;
     if (callerRunner !== undefined) {
@@ -209,8 +215,8 @@ export class SlotLockService {
     const owner = checkOwner(ownerPHID);
     checkLockKey(name, this.#options.maxKeyBytes, 'name');
     checkLimit(limit);
-    this.#retryFor(options);
-    callerRunnerOf(options.manager);
+    const retry = this.#retryFor(options);
+    const callerRunner = callerRunnerOf(options.manager, this.#dataSources);
     const slots = Array.from({ length: limit }, (_, slot) => ({ slot, lockKey: `${name}.slot(${slot})` }));
     const locks = prepareLocks(
       slots.map((slot) => slot.lockKey),
@@ -218,33 +224,23 @@ export class SlotLockService {
       'name (with its ".slot(N)" suffix)',
     );
 
-    let held: DrydockSlotLock[];
+    let taken: AcquiredSlot;
     try {
-      held = await retryOnContention(
-        this.#retryFor(options),
-        (error) => this.#table.isContention(error),
-        () => this.#table.loadHeld(locks),
-      );
+      taken =
+        callerRunner !== undefined
+          ? await inCallerTransaction(callerRunner, () =>
+              this.#takeSlotInCallerTransaction(callerRunner, owner, slots, locks),
+            )
+          : await this.#takeSlot(owner, slots, locks, retry);
     } catch (error) {
-      throw reportConflict(owner, locks, await this.#translateAcquireError(error, locks, 1));
+      throw reportConflict(owner, locks, error);
     }
-    const heldKeys = new Set(held.map((lock) => lock.lockKey));
-    const lockMap = new Map(held.map((lock) => [lock.lockKey, lock.ownerPHID]));
-    for (const candidate of shuffle(slots.filter((slot) => !heldKeys.has(slot.lockKey)))) {
-      try {
-        await this.acquireLocks(owner, [candidate.lockKey], options);
-        return candidate;
-      } catch (error) {
-        // Taken since we looked: try the next one, unless the caller's transaction is gone.
-        if (!(error instanceof SlotLockException) || error.transactionRolledBack) throw error;
-        for (const [key, holder] of Object.entries(error.getLockMap())) lockMap.set(key, holder);
-      }
-    }
-    throw reportConflict(
-      owner,
-      locks,
-      new SlotLockException({ failure: 'held', lockMap: Object.fromEntries(lockMap) }),
-    );
+    publish.acquired(() => ({
+      ownerPHID: owner,
+      lockKeys: [taken.lockKey],
+      inCallerTransaction: callerRunner !== undefined,
+    }));
+    return taken;
   }
 
   /**
@@ -369,6 +365,70 @@ export class SlotLockService {
     }
   }
 
+  /** acquireSlot where the service owns the transactions: one acquisition per free slot tried. */
+  async #takeSlot(
+    owner: string,
+    slots: readonly AcquiredSlot[],
+    locks: readonly RequestedLock[],
+    retry: Readonly<RetryOptions>,
+  ): Promise<AcquiredSlot> {
+    let held: DrydockSlotLock[];
+    try {
+      held = await retryOnContention(
+        retry,
+        (error) => this.#table.isContention(error),
+        () => this.#table.loadHeld(locks),
+      );
+    } catch (error) {
+      throw await this.#translateAcquireError(error, locks, 1);
+    }
+    const lockMap = new Map(held.map((lock) => [lock.lockKey, lock.ownerPHID]));
+    for (const candidate of freeSlotsInRandomOrder(slots, held)) {
+      try {
+        await this.#acquireWithRetry(owner, prepareLocks([candidate.lockKey], this.#options.maxKeyBytes), retry);
+        return candidate;
+      } catch (error) {
+        // Taken since we looked: try the next one. Contention that outlasted the
+        // retries is not a held slot, and says so (SPEC 4.10).
+        if (!(error instanceof SlotLockException) || error.failure !== 'held') throw error;
+        for (const [key, holder] of Object.entries(error.getLockMap())) lockMap.set(key, holder);
+      }
+    }
+    throw new SlotLockException({ failure: 'held', lockMap: Object.fromEntries(lockMap) });
+  }
+
+  /**
+   * acquireSlot inside the caller's transaction: everything on the caller's own
+   * connection (a second pooled one may never come: a pool of one, or every connection
+   * held by such callers), and nothing retried.
+   */
+  async #takeSlotInCallerTransaction(
+    runner: QueryRunner,
+    owner: string,
+    slots: readonly AcquiredSlot[],
+    locks: readonly RequestedLock[],
+  ): Promise<AcquiredSlot> {
+    const held = await this.#table.loadHeld(locks, runner);
+    const lockMap: Record<string, string> = Object.fromEntries(held.map((lock) => [lock.lockKey, lock.ownerPHID]));
+    for (const candidate of freeSlotsInRandomOrder(slots, held)) {
+      const failed = await tryInsertInCallerTransaction(
+        this.#table,
+        runner,
+        owner,
+        prepareLocks([candidate.lockKey], this.#options.maxKeyBytes),
+      );
+      if (failed === undefined) return candidate;
+      Object.assign(lockMap, failed.lockMap);
+      if (failed.failure !== 'held' || failed.transactionRolledBack) {
+        throw new SlotLockException({ ...failed, lockMap });
+      }
+    }
+    throw new SlotLockException({
+      failure: 'held',
+      lockMap: await completeLockMap(this.#table, locks, lockMap),
+    });
+  }
+
   /** Turns what an acquisition threw into what its caller gets (SPEC 4.2 to 4.4). */
   async #translateAcquireError(error: unknown, locks: readonly RequestedLock[], attempts: number): Promise<unknown> {
     if (error instanceof ContentionExhausted) {
@@ -412,6 +472,12 @@ function reportRetry(
     const driverError = driverErrorOf(error);
     publish.retry(() => ({ ownerPHID: owner, operation, attempt, code: driverError?.errno ?? driverError?.code }));
   };
+}
+
+/** The slots nobody was seen holding, in random order so that callers spread out. */
+function freeSlotsInRandomOrder(slots: readonly AcquiredSlot[], held: readonly DrydockSlotLock[]): AcquiredSlot[] {
+  const heldKeys = new Set(held.map((lock) => lock.lockKey));
+  return shuffle(slots.filter((slot) => !heldKeys.has(slot.lockKey)));
 }
 
 function shuffle<T>(items: T[]): T[] {

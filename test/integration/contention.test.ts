@@ -178,8 +178,9 @@ describe('SPEC 4.4 contention', () => {
       try {
         await oneConnection.transaction(async (manager) => {
           await manager.query('SET SESSION innodb_lock_wait_timeout = 1');
-          await service.acquireLocks(OWNER, [SECOND], { manager });
-          caught = await service.acquireLocks(OWNER, [FIRST], { manager }).catch((e: unknown) => e);
+          // The manager is oneConnection's, so the call goes through its service (SPEC 4.10).
+          await patient.acquireLocks(OWNER, [SECOND], { manager });
+          caught = await patient.acquireLocks(OWNER, [FIRST], { manager }).catch((e: unknown) => e);
           const [row] = (await manager.query('SELECT COUNT(*) AS n FROM drydock_slotlock WHERE ownerPHID = ?', [
             OWNER,
           ])) as Array<{ n: string }>;

@@ -97,6 +97,10 @@ export async function setGlobals(values: Record<string, string | number>): Promi
   });
   return () =>
     withAdmin(async (admin) => {
-      for (const [name, value] of Object.entries(saved)) await admin.query(`SET GLOBAL ${name} = ?`, [value]);
+      for (const [name, value] of Object.entries(saved)) {
+        // Numeric variables refuse a quoted number: put back what was read in its own type.
+        const typed = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value;
+        await admin.query(`SET GLOBAL ${name} = ?`, [typed]);
+      }
     });
 }

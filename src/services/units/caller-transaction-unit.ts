@@ -1,21 +1,31 @@
-import type { EntityManager, QueryRunner } from 'typeorm';
-import { driverCause } from '../../errors/classify-error';
-import { SlotLockException } from '../../errors/slot-lock.exception';
+import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
+import { driverCause, LocksHeldError } from '../../errors/classify-error';
+import { SlotLockException, type SlotLockFailure } from '../../errors/slot-lock.exception';
 import type { RequestedLock } from '../check-input';
 import type { LockTable } from '../lock-table';
+import { serializePerConnection } from '../serialize-per-connection';
 import { insertAll } from './insert-all';
 
-/** Name of the savepoint that keeps a chunked acquisition in a caller's transaction all-or-nothing. */
-const SAVEPOINT = 'drydock_slotlock_acquire';
+/**
+ * How long a conflict inside a caller's transaction waits for a second pooled
+ * connection to read holders its own snapshot may hide. The caller keeps its connection
+ * meanwhile: with every pooled connection held by such callers (a pool of one, say) the
+ * map comes back without them instead of waiting for ever.
+ */
+const LOCK_MAP_WAIT_MS = 500;
 
-/** How long a conflict inside a caller's transaction waits for a connection to read its lock map. */
-const LOCK_MAP_WAIT_MS = 2000;
+/** Savepoint names are unique per call, so that no call can roll back to another's. */
+let savepointCount = 0;
 
 /**
- * The `manager` of a call, checked: it must belong to a transaction the caller started.
- * Returns its query runner, or undefined when the call has no manager.
+ * The query runner of a call's `manager`, checked: it must belong to a transaction the
+ * caller started on one of `dataSources` (the service's). Undefined when the call has
+ * no manager.
  */
-export function callerRunnerOf(manager: EntityManager | undefined): QueryRunner | undefined {
+export function callerRunnerOf(
+  manager: EntityManager | undefined,
+  dataSources: readonly DataSource[],
+): QueryRunner | undefined {
   if (manager === undefined) return undefined;
   const runner = (manager as Partial<EntityManager> | null)?.queryRunner;
   if (runner === undefined || !runner.isTransactionActive) {
@@ -24,7 +34,93 @@ export function callerRunnerOf(manager: EntityManager | undefined): QueryRunner 
         '(dataSource.transaction(manager => ...)); leave it out to let the service run its own',
     );
   }
+  // A manager of another DataSource would write the locks into a database this service never reads.
+  if (!dataSources.includes(manager.connection)) {
+    throw new TypeError(
+      "options.manager belongs to another DataSource than the service's: pass a manager of a transaction " +
+        'on the DataSource the SlotLockService was made with, or use a service made with that DataSource',
+    );
+  }
   return runner;
+}
+
+/**
+ * Runs one call's statements on the caller's transaction, after any other call of the
+ * service still in flight on it: several calls on one transaction (`Promise.all` over
+ * one manager) would otherwise interleave their savepoints, and one call's rollback
+ * would undo another's rows after that call had resolved.
+ */
+export function inCallerTransaction<T>(runner: QueryRunner, fn: () => Promise<T>): Promise<T> {
+  return serializePerConnection(runner, fn);
+}
+
+/** What a failed insert inside a caller's transaction means. */
+export interface CallerInsertFailure {
+  readonly failure: SlotLockFailure;
+  /** True when the server rolled back the caller's whole transaction (a MySQL deadlock). */
+  readonly transactionRolledBack: boolean;
+  readonly cause: unknown;
+  /** The holders seen on the caller's own connection (its snapshot may hide some). */
+  readonly lockMap: Record<string, string>;
+}
+
+/**
+ * Inserts the locks inside the caller's transaction, all or none: resolves to undefined
+ * when every lock was taken, to what went wrong when a lock was held or contention
+ * stopped it (nothing of this call is left), and throws any other error unchanged.
+ * Call it inside {@link inCallerTransaction}.
+ */
+export async function tryInsertInCallerTransaction(
+  table: LockTable,
+  runner: QueryRunner,
+  owner: string,
+  locks: readonly RequestedLock[],
+): Promise<CallerInsertFailure | undefined> {
+  const statements = await table.insertStatements(runner, owner, locks);
+  // One MySQL statement is atomic and a failed one leaves the transaction usable;
+  // several statements, or an engine that aborts the whole transaction on an error
+  // (PostgreSQL), need a savepoint to undo only what this call did.
+  const savepoint =
+    statements.length > 1 || table.dialect.abortsTransactionOnError
+      ? `drydock_slotlock_${(savepointCount += 1)}`
+      : undefined;
+  try {
+    if (savepoint !== undefined) await runner.query(`SAVEPOINT ${savepoint}`);
+    await insertAll(runner, statements);
+    if (savepoint !== undefined) await runner.query(`RELEASE SAVEPOINT ${savepoint}`);
+    return undefined;
+  } catch (error) {
+    const kind = table.classify(error);
+    if (kind === 'other') {
+      if (savepoint !== undefined) await undoSavepoint(runner, savepoint);
+      throw error;
+    }
+    const rolledBack = await table.dialect.rollsBackTransaction(error, runner);
+    let lockMap: Record<string, string>;
+    if (savepoint === undefined || rolledBack) {
+      // No savepoint to protect the caller's transaction, but none needed: a failed
+      // read leaves a MySQL transaction usable, and a rolled-back one is gone already.
+      lockMap = await table.readLockMap(locks, runner);
+    } else {
+      // The read runs inside the savepoint, revived first if the error aborted it
+      // (PostgreSQL): should the read fail too, undoing the savepoint still leaves the
+      // caller's transaction as it was.
+      if (!(error instanceof LocksHeldError)) await runner.query(`ROLLBACK TO SAVEPOINT ${savepoint}`);
+      lockMap = await table.readLockMap(locks, runner);
+      await undoSavepoint(runner, savepoint);
+    }
+    return {
+      failure: kind === 'conflict' ? 'held' : 'contention',
+      transactionRolledBack: rolledBack,
+      cause: driverCause(error),
+      lockMap,
+    };
+  }
+}
+
+async function undoSavepoint(runner: QueryRunner, savepoint: string): Promise<void> {
+  await runner.query(`ROLLBACK TO SAVEPOINT ${savepoint}`).catch(() => undefined);
+  await runner.query(`RELEASE SAVEPOINT ${savepoint}`).catch(() => undefined);
 }
 
 /**
@@ -32,55 +128,36 @@ export function callerRunnerOf(manager: EntityManager | undefined): QueryRunner 
  * caller's own writes. No retry is possible here; a conflict or contention becomes a
  * SlotLockException at once, saying whether the server rolled the caller's transaction back.
  */
-export async function acquireInCallerTransaction(
+export function acquireInCallerTransaction(
   table: LockTable,
   runner: QueryRunner,
   owner: string,
   locks: readonly RequestedLock[],
 ): Promise<void> {
-  const statements = await table.insertStatements(runner, owner, locks);
-  // One MySQL statement is atomic and a failed one leaves the transaction usable;
-  // several statements, or an engine that aborts the whole transaction on an error
-  // (PostgreSQL), need a savepoint to undo only what this call did.
-  const useSavepoint = statements.length > 1 || table.dialect.abortsTransactionOnError;
-  try {
-    if (useSavepoint) await runner.query(`SAVEPOINT ${SAVEPOINT}`);
-    await insertAll(runner, statements);
-    if (useSavepoint) await runner.query(`RELEASE SAVEPOINT ${SAVEPOINT}`);
-  } catch (error) {
-    const kind = table.classify(error);
-    const rolledBack = kind === 'other' ? false : await table.dialect.rollsBackTransaction(error, runner);
-    if (useSavepoint && !rolledBack) {
-      await runner.query(`ROLLBACK TO SAVEPOINT ${SAVEPOINT}`).catch(() => undefined);
-      await runner.query(`RELEASE SAVEPOINT ${SAVEPOINT}`).catch(() => undefined);
-    }
-    if (kind === 'other') throw error;
-    throw new SlotLockException({
-      failure: kind === 'conflict' ? 'held' : 'contention',
-      lockMap: await readLockMapBesides(table, locks),
-      transactionRolledBack: rolledBack,
-      cause: driverCause(error),
-    });
-  }
+  return inCallerTransaction(runner, async () => {
+    const failed = await tryInsertInCallerTransaction(table, runner, owner, locks);
+    if (failed === undefined) return;
+    throw new SlotLockException({ ...failed, lockMap: await completeLockMap(table, locks, failed.lockMap) });
+  });
 }
 
 /** Deletes the owner's locks inside the caller's transaction; resolves to how many. */
-export async function releaseInCallerTransaction(
-  table: LockTable,
-  runner: QueryRunner,
-  owner: string,
-): Promise<number> {
+export function releaseInCallerTransaction(table: LockTable, runner: QueryRunner, owner: string): Promise<number> {
   const { sql, params } = table.deleteByOwner(owner);
-  return (await runner.query(sql, [...params], true)).affected ?? 0;
+  return inCallerTransaction(runner, async () => (await runner.query(sql, [...params], true)).affected ?? 0);
 }
 
 /**
- * The lock map for a conflict inside a caller's transaction, read on another
- * connection: the caller's REPEATABLE READ snapshot could hide the holder's row. The
- * caller keeps its connection meanwhile, so the wait for a second one is bounded: with
- * every pooled connection held by such callers, the map comes back empty instead.
+ * The holders of a failure inside the caller's transaction: those its own connection
+ * saw, or, when it saw none (a REPEATABLE READ snapshot older than the holder's commit
+ * hides the row), those a pooled connection sees within {@link LOCK_MAP_WAIT_MS}.
  */
-function readLockMapBesides(table: LockTable, locks: readonly RequestedLock[]): Promise<Record<string, string>> {
+export function completeLockMap(
+  table: LockTable,
+  locks: readonly RequestedLock[],
+  seen: Record<string, string>,
+): Promise<Record<string, string>> {
+  if (Object.keys(seen).length > 0) return Promise.resolve(seen);
   let timer: NodeJS.Timeout | undefined;
   const giveUp = new Promise<Record<string, string>>((resolve) => {
     timer = setTimeout(() => resolve({}), LOCK_MAP_WAIT_MS);

@@ -1,0 +1,293 @@
+import { DataSource, type DataSourceOptions, type EntityManager } from 'typeorm';
+import { SlotLockException, SlotLockService, digestForIndex } from '../../src';
+import { freshDataSource, setGlobals } from '../support/database';
+import { ENGINES, countOwned, freshEngineDataSource, lockRows, type TestEngine } from '../support/engines';
+
+/**
+ * SPEC 4.10 inside a caller's transaction: several calls in flight on one transaction
+ * are each all or nothing, a small pool never hangs a call, a failure says what
+ * happened, and a manager of another DataSource is refused (issue 9, items 3, 6, 8, 9).
+ */
+
+const OTHER = 'PHID-DRYL-other';
+
+/** Settles within `ms`, or rejects saying the call hung: a hang must fail the test, not time it out. */
+function within<T>(ms: number, promise: Promise<T>, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const hung = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} still pending after ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, hung]).finally(() => clearTimeout(timer));
+}
+
+/** Asserts each call's outcome matches the table: resolved means all its keys held by it, rejected means none. */
+async function expectEachAllOrNothing(
+  dataSource: DataSource,
+  calls: Array<{ owner: string; keys: string[]; outcome: PromiseSettledResult<unknown> }>,
+): Promise<void> {
+  const rows = await lockRows(dataSource);
+  for (const { owner, keys, outcome } of calls) {
+    const held = rows.filter((row) => row.ownerPHID === owner).map((row) => row.lockKey);
+    if (outcome.status === 'fulfilled') expect(held.sort()).toEqual([...keys].sort());
+    else {
+      expect(outcome.reason).toBeInstanceOf(SlotLockException);
+      expect(held).toEqual([]);
+    }
+  }
+}
+
+describe.each(ENGINES)('SPEC 4.10 several calls in flight on one transaction, on $name', (engine) => {
+  let dataSource: DataSource;
+  let service: SlotLockService;
+
+  beforeAll(async () => {
+    dataSource = await freshEngineDataSource(engine, 'shared_tx');
+    service = new SlotLockService(dataSource);
+  });
+  afterAll(() => dataSource?.destroy());
+  beforeEach(() => dataSource.query('DELETE FROM drydock_slotlock'));
+
+  test.each([
+    ['the failing call first', false],
+    ['the failing call second', true],
+  ])('a call that fails undoes none of another call’s rows (%s)', async (_label, swap) => {
+    for (let round = 0; round < 5; round += 1) {
+      await dataSource.query('DELETE FROM drydock_slotlock');
+      await service.acquireLocks(OTHER, [`taken(${round})`]);
+      const failing = { owner: `A${round}`, keys: [`a(${round}).1`, `taken(${round})`, `a(${round}).2`] };
+      const passing = { owner: `B${round}`, keys: [`b(${round}).1`, `b(${round}).2`] };
+      const order = swap ? [passing, failing] : [failing, passing];
+      const outcomes = await dataSource.transaction((manager) =>
+        Promise.allSettled(order.map((call) => service.acquireLocks(call.owner, call.keys, { manager }))),
+      );
+      const settled = order.map((call, i) => ({ ...call, outcome: outcomes[i]! }));
+      expect(settled.find((call) => call.owner === passing.owner)!.outcome.status).toBe('fulfilled');
+      expect(settled.find((call) => call.owner === failing.owner)!.outcome.status).toBe('rejected');
+      await expectEachAllOrNothing(dataSource, settled);
+    }
+  });
+
+  test('a release in flight beside a failing acquisition is not undone by it', async () => {
+    await service.acquireLocks(OTHER, ['taken']);
+    await service.acquireLocks('R', ['r.1', 'r.2']);
+    const [acquired, released] = await dataSource.transaction((manager) =>
+      Promise.allSettled([
+        service.acquireLocks('A', ['a.1', 'taken'], { manager }),
+        service.releaseLocks('R', { manager }),
+      ]),
+    );
+    expect(acquired.status).toBe('rejected');
+    expect(released).toEqual({ status: 'fulfilled', value: 2 });
+    expect(await countOwned(dataSource, 'R')).toBe(0);
+    expect(await countOwned(dataSource, 'A')).toBe(0);
+  });
+
+  test('several acquireSlot calls in flight on one transaction take distinct slots', async () => {
+    const taken = await dataSource.transaction((manager) =>
+      Promise.all(['s1', 's2', 's3'].map((owner) => service.acquireSlot(owner, 'family', 3, { manager }))),
+    );
+    expect(new Set(taken.map((slot) => slot.slot)).size).toBe(3);
+    const rows = await lockRows(dataSource);
+    expect(rows.map((row) => row.lockKey).sort()).toEqual(taken.map((slot) => slot.lockKey).sort());
+  });
+});
+
+for (const engine of ENGINES.filter((candidate) => candidate.name === 'mariadb')) {
+  describe(`SPEC 4.10 chunked acquisitions in flight on one transaction, on ${engine.name} with 1 MiB packets`, () => {
+    let dataSource: DataSource;
+    let service: SlotLockService;
+    let restore: () => Promise<void>;
+
+    beforeAll(async () => {
+      // Small packets, so that 300 keys of 8 KB take several INSERTs.
+      restore = await setGlobals({ max_allowed_packet: 1024 * 1024 });
+      dataSource = await freshDataSource('shared_tx_chunked');
+      service = new SlotLockService(dataSource);
+    });
+    afterAll(async () => {
+      await dataSource?.destroy();
+      await restore?.();
+    });
+
+    test('each of two chunked calls is all or nothing', async () => {
+      const big = (prefix: string): string[] =>
+        Array.from({ length: 300 }, (_, i) => `${prefix}(${i})`.padEnd(8 * 1024, '.'));
+      for (let round = 0; round < 3; round += 1) {
+        await dataSource.query('DELETE FROM drydock_slotlock');
+        const failingKeys = big(`fail${round}`);
+        // Held by someone else: the key whose index sorts last, so its INSERT is the last chunk.
+        const last = [...failingKeys].sort((a, b) => (digestForIndex(a) < digestForIndex(b) ? -1 : 1)).at(-1)!;
+        await service.acquireLocks(OTHER, [last]);
+        const calls = [
+          { owner: `F${round}`, keys: failingKeys },
+          { owner: `P${round}`, keys: big(`pass${round}`) },
+        ];
+        const outcomes = await dataSource.transaction((manager) =>
+          Promise.allSettled(calls.map((call) => service.acquireLocks(call.owner, call.keys, { manager }))),
+        );
+        expect(outcomes.map((outcome) => outcome.status)).toEqual(['rejected', 'fulfilled']);
+        await expectEachAllOrNothing(
+          dataSource,
+          calls.map((call, i) => ({ ...call, outcome: outcomes[i]! })),
+        );
+      }
+    });
+  });
+}
+
+const SERVER_ENGINES = ENGINES.filter((engine) => engine.name !== 'sqlite');
+
+for (const engine of SERVER_ENGINES)
+  describe(`SPEC 4.10 acquireSlot in a caller’s transaction on a small pool, on ${engine.name}`, () => {
+    async function pooled(size: number): Promise<DataSource> {
+      return freshEngineDataSource(engine, `shared_tx_pool${size}`, { poolSize: size } as Partial<DataSourceOptions>);
+    }
+
+    test('a pool of one connection: acquireSlot resolves, and a full family rejects with its holders', async () => {
+      const dataSource = await pooled(1);
+      const service = new SlotLockService(dataSource);
+      try {
+        const slot = await within(
+          10_000,
+          dataSource.transaction((manager) => service.acquireSlot('one', 'tiny', 1, { manager })),
+          'acquireSlot on a pool of one',
+        );
+        expect(slot).toEqual({ slot: 0, lockKey: 'tiny.slot(0)' });
+        const error = await within(
+          10_000,
+          dataSource
+            .transaction((manager) => service.acquireSlot('two', 'tiny', 1, { manager }))
+            .catch((e: unknown) => e),
+          'a conflicting acquireSlot on a pool of one',
+        );
+        expect(error).toBeInstanceOf(SlotLockException);
+        expect((error as SlotLockException).failure).toBe('held');
+        expect((error as SlotLockException).getLockMap()).toEqual({ 'tiny.slot(0)': 'one' });
+      } finally {
+        await dataSource.destroy();
+      }
+    });
+
+    test('a pool of three and three transactions each calling acquireSlot: all resolve, on distinct slots', async () => {
+      const dataSource = await pooled(3);
+      const service = new SlotLockService(dataSource);
+      try {
+        const slots = await within(
+          10_000,
+          Promise.all(
+            ['c1', 'c2', 'c3'].map((owner) =>
+              dataSource.transaction(async (manager) => {
+                await manager.query('SELECT 1');
+                return service.acquireSlot(owner, 'trio', 3, { manager });
+              }),
+            ),
+          ),
+          'three acquireSlot calls on a pool of three',
+        );
+        expect(new Set(slots.map((slot) => slot.slot)).size).toBe(3);
+      } finally {
+        await dataSource.destroy();
+      }
+    });
+  });
+
+describe.each(ENGINES)('SPEC 4.10 acquireSlot stopped by contention says so, on $name', (engine) => {
+  let dataSource: DataSource;
+  let other: DataSource;
+  let service: SlotLockService;
+
+  beforeAll(async () => {
+    dataSource = await freshEngineDataSource(engine, 'shared_tx_contention');
+    // A second DataSource on the same database: another process's view of it.
+    other = new DataSource({ ...dataSource.options, migrations: [] } as DataSourceOptions);
+    await other.initialize();
+    service = new SlotLockService(dataSource);
+  });
+  afterAll(async () => {
+    await dataSource?.destroy();
+    await other?.destroy();
+  });
+  beforeEach(() => dataSource.query('DELETE FROM drydock_slotlock'));
+
+  /**
+   * Each engine's contention inside a caller's transaction: two SERIALIZABLE
+   * transactions that read the family and then write into it (PostgreSQL: 40001), a
+   * snapshot older than a holder's commit (SQLite WAL: SQLITE_BUSY_SNAPSHOT), or a lock
+   * wait that times out (MariaDB: 1205).
+   */
+  async function contended(engineName: TestEngine['name'], slotKey: string): Promise<unknown> {
+    const otherService = new SlotLockService(other);
+    if (engineName === 'mariadb') {
+      const holder = other.createQueryRunner();
+      await holder.startTransaction();
+      try {
+        await otherService.acquireLocks(OTHER, [slotKey], { manager: holder.manager });
+        return await dataSource.transaction(async (manager) => {
+          await manager.query('SET SESSION innodb_lock_wait_timeout = 1');
+          return service.acquireSlot('victim', 'busy', 1, { manager }).catch((e: unknown) => e);
+        });
+      } finally {
+        await holder.rollbackTransaction();
+        await holder.release();
+      }
+    }
+    if (engineName === 'postgres') {
+      const rival = other.createQueryRunner();
+      await rival.startTransaction('SERIALIZABLE');
+      try {
+        await rival.query('SELECT COUNT(*) AS n FROM drydock_slotlock');
+        return await dataSource.transaction('SERIALIZABLE', async (manager) => {
+          await manager.query('SELECT COUNT(*) AS n FROM drydock_slotlock');
+          await otherService.acquireLocks(OTHER, [slotKey], { manager: rival.manager });
+          await rival.commitTransaction();
+          return service.acquireSlot('victim', 'busy', 2, { manager }).catch((e: unknown) => e);
+        });
+      } finally {
+        if (rival.isTransactionActive) await rival.rollbackTransaction();
+        await rival.release();
+      }
+    }
+    return dataSource.transaction(async (manager) => {
+      await manager.query('SELECT COUNT(*) AS n FROM drydock_slotlock'); // the snapshot starts here
+      await otherService.acquireLocks(OTHER, [slotKey]); // committed after it
+      return service.acquireSlot('victim', 'busy', 1, { manager }).catch((e: unknown) => e);
+    });
+  }
+
+  test('failure is "contention", not "held" with an empty lock map', async () => {
+    const error = (await contended(engine.name, 'busy.slot(0)')) as SlotLockException;
+    expect(error).toBeInstanceOf(SlotLockException);
+    expect(error.failure).toBe('contention');
+    expect(await countOwned(dataSource, 'victim')).toBe(0);
+  });
+});
+
+describe.each(ENGINES)('SPEC 4.10 a manager of another DataSource, on $name', (engine) => {
+  let dataSource: DataSource;
+  let elsewhere: DataSource;
+  let service: SlotLockService;
+
+  beforeAll(async () => {
+    dataSource = await freshEngineDataSource(engine, 'shared_tx_mine');
+    elsewhere = await freshEngineDataSource(engine, 'shared_tx_elsewhere');
+    service = new SlotLockService(dataSource);
+  });
+  afterAll(async () => {
+    await dataSource?.destroy();
+    await elsewhere?.destroy();
+  });
+
+  test.each([
+    ['acquireLocks', (manager: EntityManager): Promise<unknown> => service.acquireLocks('o', ['k'], { manager })],
+    ['acquireSlot', (manager: EntityManager) => service.acquireSlot('o', 'fam', 2, { manager })],
+    ['releaseLocks', (manager: EntityManager) => service.releaseLocks('o', { manager })],
+  ])('%s refuses it with a TypeError, and writes nothing anywhere', async (_method, call) => {
+    await service.acquireLocks('o', ['before']);
+    const error = await elsewhere.transaction((manager) => call(manager)).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TypeError);
+    expect((error as Error).message).toMatch(/^options\.manager belongs to another DataSource/);
+    expect(await lockRows(elsewhere)).toEqual([]);
+    expect((await lockRows(dataSource)).map((row) => row.lockKey)).toEqual(['before']);
+    await service.releaseLocks('o');
+  });
+});

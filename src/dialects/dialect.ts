@@ -51,6 +51,11 @@ export interface SlotLockDialect {
   /** Quotes a table name, `schema.table` included. */
   quoteTable(table: string): string;
   /**
+   * The table the DataSource's migrations created for `table`: PostgreSQL qualifies an
+   * unqualified name with the DataSource's `schema`, as TypeORM does; the others keep it.
+   */
+  tableOf(dataSource: DataSource, table: string): string;
+  /**
    * A multi-row INSERT of `rows`. It either inserts all of them or fails; where the
    * engine allows, it reports a held lock by inserting none instead of failing.
    */

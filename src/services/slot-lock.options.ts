@@ -18,7 +18,9 @@ export interface RetryOptions {
 export interface SlotLockServiceOptions {
   /**
    * The lock table, optionally `database.table` (e.g. `phabricator_drydock.drydock_slotlock`
-   * to share Phorge's table from a connection to another database).
+   * to share Phorge's table from a connection to another database) or, on PostgreSQL,
+   * `schema.table`. An unqualified name on a PostgreSQL DataSource with a `schema`
+   * option is looked up in that schema, where the migration creates it.
    * Default `'drydock_slotlock'`.
    */
   readonly tableName?: string;

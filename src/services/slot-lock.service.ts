@@ -82,7 +82,7 @@ export class SlotLockService {
     }
     const dialect = dialectFor(dataSource);
     this.#options = resolveSlotLockOptions(options);
-    this.#table = new LockTable(dataSource, dialect, this.#options.tableName);
+    this.#table = new LockTable(dataSource, dialect, dialect.tableOf(dataSource, this.#options.tableName));
     this.#connection = new ServiceConnection(dataSource, dialect);
     this.#dataSources = [dataSource];
   }

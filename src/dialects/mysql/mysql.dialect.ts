@@ -81,6 +81,10 @@ export const mysqlDialect: SlotLockDialect = Object.freeze({
 
   quoteTable,
 
+  tableOf(_dataSource: unknown, table: string): string {
+    return table;
+  },
+
   async createTable(runner: QueryRunner, table: string): Promise<void> {
     await runner.query(phorgeCreateTableSql(table));
   },

@@ -1,3 +1,4 @@
+import type { DataSource } from 'typeorm';
 import { driverErrorOf } from '../../errors/driver-error-of';
 import type { DriverErrorKind, InsertStatement, LockRow, SlotLockDialect } from '../dialect';
 import { portableTableMigration, type PortableColumnTypes } from '../portable-schema';
@@ -44,6 +45,18 @@ export const postgresDialect: SlotLockDialect = Object.freeze({
   maxRowsPerStatement: 10_000,
 
   quoteTable: sql.quoteTable,
+
+  tableOf(dataSource: DataSource, table: string): string {
+    const schema = (dataSource.options as { schema?: string }).schema;
+    if (schema === undefined || table.includes('.')) return table;
+    if (!/^[A-Za-z0-9_$]+$/.test(schema)) {
+      throw new TypeError(
+        `dataSource: schema ${JSON.stringify(schema)} is not supported by drydock-slotlock (letters, digits, _ and $); ` +
+          'name the table with the tableName option instead, e.g. "schema.drydock_slotlock"',
+      );
+    }
+    return `${schema}.${table}`;
+  },
 
   ...portableTableMigration(POSTGRES_COLUMN_TYPES),
 

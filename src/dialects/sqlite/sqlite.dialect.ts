@@ -34,6 +34,10 @@ export const sqliteDialect: SlotLockDialect = Object.freeze({
 
   quoteTable: sql.quoteTable,
 
+  tableOf(_dataSource: unknown, table: string): string {
+    return table;
+  },
+
   ...portableTableMigration(SQLITE_COLUMN_TYPES),
 
   insertLocks(table: string, rows: readonly LockRow[]): InsertStatement {

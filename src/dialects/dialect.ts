@@ -42,6 +42,8 @@ export interface SlotLockDialect {
   readonly abortsTransactionOnError: boolean;
   /** Most rows one INSERT may carry (the engine's limit on bound parameters). */
   readonly maxRowsPerStatement: number;
+  /** False where a key or owner holding a NUL character cannot be stored as written (PostgreSQL `text`). */
+  readonly storesNul: boolean;
   /** True when every query runner shares one connection (SQLite): the service then serializes its own work. */
   readonly singleConnection: boolean;
   /** Creates the lock table and its indexes (the migration's `up`). */

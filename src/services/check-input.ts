@@ -10,17 +10,25 @@ export interface RequestedLock {
 }
 
 /**
+ * What the engine and the service's options let a key or owner hold, beyond what every
+ * engine shares (a non-empty, well-formed string).
+ */
+export interface TextRules {
+  /** Longest lock key, in UTF-8 bytes (the service's `maxKeyBytes`). */
+  readonly maxKeyBytes: number;
+  /** False where the column cannot store a NUL character (PostgreSQL `text`). */
+  readonly nulAllowed: boolean;
+}
+
+/**
  * Checks an owner id (SPEC 5). A server in non-strict `sql_mode` would silently cut
  * an owner longer than the column, and the owner could then never release its locks.
  */
-export function checkOwner(ownerPHID: unknown, argumentName = 'ownerPHID'): string {
+export function checkOwner(ownerPHID: unknown, rules: TextRules, argumentName = 'ownerPHID'): string {
   if (typeof ownerPHID !== 'string') {
     throw new TypeError(`${argumentName} must be a string, got ${describe(ownerPHID)}`);
   }
-  if (ownerPHID.length === 0) throw new RangeError(`${argumentName} must not be empty`);
-  if (!ownerPHID.isWellFormed()) {
-    throw new RangeError(`${argumentName} must not contain a lone UTF-16 surrogate (it cannot be stored as written)`);
-  }
+  checkText(ownerPHID, rules, argumentName);
   const bytes = Buffer.byteLength(ownerPHID, 'utf8');
   if (bytes > MAX_OWNER_BYTES) {
     throw new RangeError(
@@ -31,39 +39,50 @@ export function checkOwner(ownerPHID: unknown, argumentName = 'ownerPHID'): stri
 }
 
 /** Checks one lock key (SPEC 5). */
-export function checkLockKey(lockKey: unknown, maxKeyBytes: number, argumentName: string): string {
+export function checkLockKey(lockKey: unknown, rules: TextRules, argumentName: string): string {
   if (typeof lockKey !== 'string') {
     throw new TypeError(`${argumentName} must be a string, got ${describe(lockKey)}`);
   }
-  if (lockKey.length === 0) throw new RangeError(`${argumentName} must not be empty`);
-  if (!lockKey.isWellFormed()) {
-    throw new RangeError(`${argumentName} must not contain a lone UTF-16 surrogate (it cannot be stored as written)`);
-  }
+  checkText(lockKey, rules, argumentName);
   // length counts UTF-16 units; a unit is at most 3 UTF-8 bytes, so short keys skip the count.
-  if (lockKey.length * 3 > maxKeyBytes) {
+  if (lockKey.length * 3 > rules.maxKeyBytes) {
     const bytes = Buffer.byteLength(lockKey, 'utf8');
-    if (bytes > maxKeyBytes) {
+    if (bytes > rules.maxKeyBytes) {
       throw new RangeError(
-        `${argumentName} must be at most ${maxKeyBytes} UTF-8 bytes (the service's maxKeyBytes option), got ${bytes}`,
+        `${argumentName} must be at most ${rules.maxKeyBytes} UTF-8 bytes (the service's maxKeyBytes option), got ${bytes}`,
       );
     }
   }
   return lockKey;
 }
 
+/** What owners and keys share: not empty, storable as written. */
+function checkText(text: string, rules: TextRules, argumentName: string): void {
+  if (text.length === 0) throw new RangeError(`${argumentName} must not be empty`);
+  if (!text.isWellFormed()) {
+    throw new RangeError(`${argumentName} must not contain a lone UTF-16 surrogate (it cannot be stored as written)`);
+  }
+  if (!rules.nulAllowed && text.includes('\0')) {
+    throw new RangeError(
+      `${argumentName} must not contain a NUL character (U+0000): this database cannot store it as written`,
+    );
+  }
+}
+
 /**
  * Checks a list of keys and turns it into the locks to take: duplicates counted once,
  * sorted by lock index so that every caller inserts overlapping sets in the same order.
  */
-export function prepareLocks(lockKeys: unknown, maxKeyBytes: number, argumentName = 'lockKeys'): RequestedLock[] {
+export function prepareLocks(lockKeys: unknown, rules: TextRules, argumentName = 'lockKeys'): RequestedLock[] {
   const keys = toKeyArray(lockKeys, argumentName);
   const byIndex = new Map<string, RequestedLock>();
-  keys.forEach((key, position) => {
-    const lockKey = checkLockKey(key, maxKeyBytes, `${argumentName}[${position}]`);
+  // An index loop, not forEach: forEach skips the holes of a sparse array ([, 'k']).
+  for (let position = 0; position < keys.length; position += 1) {
+    const lockKey = checkLockKey(keys[position], rules, `${argumentName}[${position}]`);
     const lockIndex = digestForIndex(lockKey);
     // Two keys with one digest (72 bits: vanishingly rare) need one row: the index is the lock.
     if (!byIndex.has(lockIndex)) byIndex.set(lockIndex, { lockKey, lockIndex });
-  });
+  }
   return [...byIndex.values()].sort(compareByIndex);
 }
 

@@ -1,11 +1,12 @@
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import { dialectFor } from '../dialects';
+import { digestForIndex } from '../hash/digest-for-index';
 import type { DrydockSlotLock } from '../entities/drydock-slot-lock.entity';
 import { publish } from '../diagnostics/slot-lock-channels';
 import { driverCause } from '../errors/classify-error';
 import { driverErrorOf } from '../errors/driver-error-of';
 import { SlotLockException } from '../errors/slot-lock.exception';
-import { checkLimit, checkLockKey, checkOwner, prepareLocks, type RequestedLock } from './check-input';
+import { checkLimit, checkLockKey, checkOwner, prepareLocks, type RequestedLock, type TextRules } from './check-input';
 import { LockTable } from './lock-table';
 import { ContentionExhausted, retryOnContention } from './retry-on-contention';
 import {
@@ -66,6 +67,8 @@ export interface CommitWithLocksOptions {
  */
 export class SlotLockService {
   readonly #options: ResolvedSlotLockOptions;
+  /** What owners and keys may hold on this engine, with these options. */
+  readonly #rules: TextRules;
   readonly #table: LockTable;
   readonly #connection: ServiceConnection;
   /** The DataSources whose managers the service accepts: the one it was made with. */
@@ -82,6 +85,7 @@ export class SlotLockService {
     }
     const dialect = dialectFor(dataSource);
     this.#options = resolveSlotLockOptions(options);
+    this.#rules = Object.freeze({ maxKeyBytes: this.#options.maxKeyBytes, nulAllowed: dialect.storesNul });
     this.#table = new LockTable(dataSource, dialect, dialect.tableOf(dataSource, this.#options.tableName));
     this.#connection = new ServiceConnection(dataSource, dialect);
     this.#dataSources = [dataSource];
@@ -111,8 +115,8 @@ export class SlotLockService {
    * ```
    */
   async acquireLocks(ownerPHID: string, lockKeys: Iterable<string>, options: SlotLockCallOptions = {}): Promise<void> {
-    const owner = checkOwner(ownerPHID);
-    const locks = prepareLocks(lockKeys, this.#options.maxKeyBytes);
+    const owner = checkOwner(ownerPHID, this.#rules);
+    const locks = prepareLocks(lockKeys, this.#rules);
     const retry = this.#retryFor(options);
     const callerRunner = callerRunnerOf(options.manager, this.#dataSources);
     if (locks.length === 0) return;
@@ -144,7 +148,7 @@ export class SlotLockService {
    * ```
    */
   async releaseLocks(ownerPHID: string, options: SlotLockCallOptions = {}): Promise<number> {
-    const owner = checkOwner(ownerPHID);
+    const owner = checkOwner(ownerPHID, this.#rules);
     const retry = this.#retryFor(options);
     const callerRunner = callerRunnerOf(options.manager, this.#dataSources);
 
@@ -171,7 +175,7 @@ export class SlotLockService {
 
   /** The locks `ownerPHID` holds, as entities, oldest first (SPEC 4.6). */
   async loadLocks(ownerPHID: string): Promise<DrydockSlotLock[]> {
-    const owner = checkOwner(ownerPHID);
+    const owner = checkOwner(ownerPHID, this.#rules);
     return this.#table.loadByOwner(owner);
   }
 
@@ -180,13 +184,13 @@ export class SlotLockService {
    * may carry another key than the one asked for, when two keys share a digest.
    */
   async loadHeldLocks(lockKeys: Iterable<string>): Promise<DrydockSlotLock[]> {
-    const locks = prepareLocks(lockKeys, this.#options.maxKeyBytes);
+    const locks = prepareLocks(lockKeys, this.#rules);
     return this.#table.loadHeld(locks);
   }
 
   /** True when `lockKey` is not held by anyone. */
   async isLockFree(lockKey: string): Promise<boolean> {
-    checkLockKey(lockKey, this.#options.maxKeyBytes, 'lockKey');
+    checkLockKey(lockKey, this.#rules, 'lockKey');
     return this.areLocksFree([lockKey]);
   }
 
@@ -212,15 +216,15 @@ export class SlotLockService {
     limit: number,
     options: SlotLockCallOptions = {},
   ): Promise<AcquiredSlot> {
-    const owner = checkOwner(ownerPHID);
-    checkLockKey(name, this.#options.maxKeyBytes, 'name');
+    const owner = checkOwner(ownerPHID, this.#rules);
+    checkLockKey(name, this.#rules, 'name');
     checkLimit(limit);
     const retry = this.#retryFor(options);
     const callerRunner = callerRunnerOf(options.manager, this.#dataSources);
     const slots = Array.from({ length: limit }, (_, slot) => ({ slot, lockKey: `${name}.slot(${slot})` }));
     const locks = prepareLocks(
       slots.map((slot) => slot.lockKey),
-      this.#options.maxKeyBytes,
+      this.#rules,
       'name (with its ".slot(N)" suffix)',
     );
 
@@ -266,8 +270,8 @@ export class SlotLockService {
     work: (manager: EntityManager) => T | Promise<T>,
     options: CommitWithLocksOptions = {},
   ): Promise<T> {
-    const owner = checkOwner(ownerPHID);
-    const locks = prepareLocks(lockKeys, this.#options.maxKeyBytes);
+    const owner = checkOwner(ownerPHID, this.#rules);
+    const locks = prepareLocks(lockKeys, this.#rules);
     if (typeof work !== 'function') throw new TypeError('work must be a function (manager) => result');
     if (options.onConflict !== undefined && typeof options.onConflict !== 'function') {
       throw new TypeError('options.onConflict must be a function (exception) => void');
@@ -385,7 +389,7 @@ export class SlotLockService {
     const lockMap = new Map(held.map((lock) => [lock.lockKey, lock.ownerPHID]));
     for (const candidate of freeSlotsInRandomOrder(slots, held)) {
       try {
-        await this.#acquireWithRetry(owner, prepareLocks([candidate.lockKey], this.#options.maxKeyBytes), retry);
+        await this.#acquireWithRetry(owner, [lockOfSlot(candidate)], retry);
         return candidate;
       } catch (error) {
         // Taken since we looked: try the next one. Contention that outlasted the
@@ -411,12 +415,7 @@ export class SlotLockService {
     const held = await this.#table.loadHeld(locks, runner);
     const lockMap: Record<string, string> = Object.fromEntries(held.map((lock) => [lock.lockKey, lock.ownerPHID]));
     for (const candidate of freeSlotsInRandomOrder(slots, held)) {
-      const failed = await tryInsertInCallerTransaction(
-        this.#table,
-        runner,
-        owner,
-        prepareLocks([candidate.lockKey], this.#options.maxKeyBytes),
-      );
+      const failed = await tryInsertInCallerTransaction(this.#table, runner, owner, [lockOfSlot(candidate)]);
       if (failed === undefined) return candidate;
       Object.assign(lockMap, failed.lockMap);
       if (failed.failure !== 'held' || failed.transactionRolledBack) {
@@ -472,6 +471,11 @@ function reportRetry(
     const driverError = driverErrorOf(error);
     publish.retry(() => ({ ownerPHID: owner, operation, attempt, code: driverError?.errno ?? driverError?.code }));
   };
+}
+
+/** The lock a slot takes (its key was checked with the family's). */
+function lockOfSlot(slot: AcquiredSlot): RequestedLock {
+  return { lockKey: slot.lockKey, lockIndex: digestForIndex(slot.lockKey) };
 }
 
 /** The slots nobody was seen holding, in random order so that callers spread out. */

@@ -88,6 +88,26 @@ const CASES: Case[] = [
     RangeError,
     /^lockKeys\[2\]/,
   ],
+  [
+    'an array with a hole, [, key] (item 13 of issue 9)',
+    // eslint-disable-next-line no-sparse-arrays -- the hole is the point
+    (s) => s.acquireLocks(OWNER, [, 'k12'] as unknown as string[]),
+    TypeError,
+    /^lockKeys\[0\] must be a string, got undefined/,
+  ],
+  [
+    'an array with a hole after a good key',
+    (s) => s.acquireLocks(OWNER, Object.assign(new Array<string>(3), { 0: 'a', 2: 'c' })),
+    TypeError,
+    /^lockKeys\[1\] must be a string, got undefined/,
+  ],
+  [
+    'loadHeldLocks with a hole',
+    // eslint-disable-next-line no-sparse-arrays -- the hole is the point
+    (s) => s.loadHeldLocks(['k', , 'l'] as unknown as string[]),
+    TypeError,
+    /^lockKeys\[1\] must be a string, got undefined/,
+  ],
   ['limit zero', (s) => s.acquireSlot(OWNER, 'pool', 0), RangeError, /^limit must be a positive integer, got 0/],
   ['limit fractional', (s) => s.acquireSlot(OWNER, 'pool', 1.5), RangeError, /^limit must be a positive integer/],
   ['limit NaN', (s) => s.acquireSlot(OWNER, 'pool', Number.NaN), RangeError, /^limit must be a positive integer/],
@@ -157,6 +177,43 @@ describe.each(ENGINES)('SPEC 5 bad input on $name', (engine) => {
     expect(queryLog.queries).toEqual([]);
     expect(await lockRows(dataSource)).toEqual([]);
   });
+
+  /** Item 12 of issue 9: PostgreSQL's text cannot hold U+0000; the others store it as written. */
+  const NUL_CASES: Array<[label: string, call: (s: SlotLockService) => Promise<unknown>, message: RegExp]> = [
+    ['a NUL in a key', (s) => s.acquireLocks(OWNER, ['fine', 'a\0b']), /^lockKeys\[1\] must not contain a NUL/],
+    ['a NUL in an owner', (s) => s.acquireLocks('PHID\0x', ['k']), /^ownerPHID must not contain a NUL/],
+    ['a NUL in a slot name', (s) => s.acquireSlot(OWNER, 'pool\0', 2), /^name must not contain a NUL/],
+    ['a NUL in a released owner', (s) => s.releaseLocks('o\0'), /^ownerPHID must not contain a NUL/],
+    [
+      'a NUL in commitWithLocks',
+      (s) => s.commitWithLocks(OWNER, ['\0'], () => 1),
+      /^lockKeys\[0\] must not contain a NUL/,
+    ],
+  ];
+
+  if (engine.name === 'postgres') {
+    test.each(NUL_CASES)(
+      '%s: a RangeError before any query (the column cannot store it)',
+      async (_label, call, message) => {
+        const error = await call(service).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(RangeError);
+        expect((error as Error).message).toMatch(message);
+        expect(queryLog.queries).toEqual([]);
+        expect(await lockRows(dataSource)).toEqual([]);
+      },
+    );
+  } else {
+    test('a NUL in a key or an owner is stored and read back as written', async () => {
+      await service.acquireLocks('PHID\0x', ['a\0b']);
+      expect((await service.loadLocks('PHID\0x')).map((lock) => [lock.ownerPHID, lock.lockKey])).toEqual([
+        ['PHID\0x', 'a\0b'],
+      ]);
+      expect(await service.isLockFree('a\0b')).toBe(false);
+      expect(await service.isLockFree('a')).toBe(true);
+      expect(await service.releaseLocks('PHID')).toBe(0);
+      expect(await service.releaseLocks('PHID\0x')).toBe(1);
+    });
+  }
 
   test('an owner of exactly 64 bytes in multi-byte characters is accepted and stored whole', async () => {
     await service.acquireLocks(OWNER_64_BYTES_MULTIBYTE, ['k']);

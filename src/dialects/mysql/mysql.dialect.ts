@@ -77,6 +77,8 @@ export const mysqlDialect: SlotLockDialect = Object.freeze({
   // mysql2 interpolates parameters client-side: only the packet size limits a statement.
   maxRowsPerStatement: Number.MAX_SAFE_INTEGER,
 
+  // LONGTEXT and VARBINARY store any byte.
+  storesNul: true,
   singleConnection: false,
 
   quoteTable,

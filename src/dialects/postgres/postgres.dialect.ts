@@ -40,6 +40,8 @@ const sql = quotedSql((n) => `$${n}`);
 export const postgresDialect: SlotLockDialect = Object.freeze({
   dataSourceTypes: Object.freeze(['postgres']),
   abortsTransactionOnError: true,
+  // text refuses U+0000 (22021).
+  storesNul: false,
   singleConnection: false,
   // 65,535 bound parameters at most, three a row; smaller keeps planning cheap.
   maxRowsPerStatement: 10_000,

@@ -28,6 +28,8 @@ function placeholders(count: number, group: string): string {
 export const sqliteDialect: SlotLockDialect = Object.freeze({
   dataSourceTypes: Object.freeze(['better-sqlite3']),
   abortsTransactionOnError: false,
+  // better-sqlite3 binds strings with their length: a NUL is stored and read back.
+  storesNul: true,
   singleConnection: true,
   // 32,766 bound parameters at most, three a row.
   maxRowsPerStatement: 10_000,

@@ -70,6 +70,12 @@ export interface SlotLockDialect {
   deleteByOwner(table: string, ownerPHID: string): SqlStatement;
   /** Classifies a driver error (or TypeORM's `QueryFailedError` around it). */
   classify(error: unknown): DriverErrorKind;
+  /**
+   * True while the transaction on `runner` can still commit: asked after a statement in
+   * it failed (PostgreSQL aborts the transaction on any error; MySQL rolls it back on a
+   * deadlock).
+   */
+  transactionIsOpen(runner: QueryRunner): Promise<boolean>;
   /** True when the server has rolled back the caller's whole transaction because of `error`. */
   rollsBackTransaction(error: unknown, runner: QueryRunner): Promise<boolean>;
   /** The largest statement the server accepts, in bytes. */

@@ -26,7 +26,7 @@ import {
   tryInsertInCallerTransaction,
 } from './units/caller-transaction-unit';
 import { ServiceConnection } from './units/service-connection';
-import { acquireInServiceTransaction, insertOrReport } from './units/service-transaction-unit';
+import { acquireInServiceTransaction, insertOrReport, runWork } from './units/service-transaction-unit';
 
 /** The slot taken by {@link SlotLockService.acquireSlot}. */
 export interface AcquiredSlot {
@@ -290,7 +290,7 @@ export class SlotLockService {
             () =>
               this.#connection.transaction(async (runner) => {
                 await insertOrReport(this.#table, runner, owner, locks);
-                return work(runner.manager);
+                return runWork(this.#table, runner, work);
               }),
             true,
           ),

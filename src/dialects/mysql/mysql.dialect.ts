@@ -134,6 +134,12 @@ export const mysqlDialect: SlotLockDialect = Object.freeze({
     return 'other';
   },
 
+  async transactionIsOpen(runner: QueryRunner): Promise<boolean> {
+    // After a deadlock the server has rolled back and the session runs in autocommit again.
+    const rows = (await runner.query('SELECT @@in_transaction AS open')) as Array<{ open: unknown }>;
+    return Number(rows[0]?.open) === 1;
+  },
+
   async rollsBackTransaction(error: unknown, runner: QueryRunner): Promise<boolean> {
     const errno = driverErrorOf(error)?.errno;
     if (errno === MYSQL_ERRORS.deadlock) return true;

@@ -1,4 +1,4 @@
-import type { DataSource } from 'typeorm';
+import type { DataSource, QueryRunner } from 'typeorm';
 import { driverErrorOf } from '../../errors/driver-error-of';
 import type { DriverErrorKind, InsertStatement, LockRow, SlotLockDialect } from '../dialect';
 import { portableTableMigration, type PortableColumnTypes } from '../portable-schema';
@@ -15,6 +15,8 @@ export const POSTGRES_ERRORS = Object.freeze({
   serializationFailure: '40001',
   /** lock_not_available: `lock_timeout` ran out. */
   lockNotAvailable: '55P03',
+  /** in_failed_sql_transaction: a statement failed earlier in the transaction, which can only roll back. */
+  inFailedTransaction: '25P02',
 });
 
 /** `lockIndex` collates as "C": byte order and byte equality, case-sensitive. */
@@ -97,6 +99,17 @@ export const postgresDialect: SlotLockDialect = Object.freeze({
       return 'contention';
     }
     return 'other';
+  },
+
+  async transactionIsOpen(runner: QueryRunner): Promise<boolean> {
+    try {
+      await runner.query('SELECT 1');
+      return true;
+    } catch (error) {
+      // 25P02 in_failed_sql_transaction: "commands ignored until end of transaction block".
+      if (driverErrorOf(error)?.code === POSTGRES_ERRORS.inFailedTransaction) return false;
+      throw error;
+    }
   },
 
   async rollsBackTransaction(): Promise<boolean> {

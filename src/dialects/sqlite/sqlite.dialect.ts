@@ -1,3 +1,5 @@
+import type { QueryRunner } from 'typeorm';
+import { sqliteConnectionOf } from '../../compat/typeorm-driver';
 import { driverErrorOf } from '../../errors/driver-error-of';
 import type { DriverErrorKind, InsertStatement, LockRow, SlotLockDialect } from '../dialect';
 import { portableTableMigration, type PortableColumnTypes } from '../portable-schema';
@@ -63,6 +65,11 @@ export const sqliteDialect: SlotLockDialect = Object.freeze({
     if (code === 'SQLITE_CONSTRAINT_UNIQUE') return 'conflict';
     if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) return 'contention';
     return 'other';
+  },
+
+  async transactionIsOpen(runner: QueryRunner): Promise<boolean> {
+    // SQLite rolls a transaction back by itself on a few errors (SQLITE_FULL, SQLITE_IOERR…).
+    return sqliteConnectionOf(runner.connection)?.inTransaction ?? true;
   },
 
   async rollsBackTransaction(): Promise<boolean> {

@@ -1,4 +1,4 @@
-import type { QueryRunner } from 'typeorm';
+import type { EntityManager, QueryRunner } from 'typeorm';
 import { driverCause, LocksHeldError } from '../../errors/classify-error';
 import { SlotLockException } from '../../errors/slot-lock.exception';
 import type { RequestedLock } from '../check-input';
@@ -50,4 +50,64 @@ export async function insertOrReport(
       cause: driverCause(error),
     });
   }
+}
+
+/**
+ * Runs the caller's `work` inside the service's transaction and makes sure the
+ * transaction is still there to commit. When `work` catches the failure of one of its
+ * own statements and returns, the server may have ended the transaction already:
+ * PostgreSQL aborts it on any error (its COMMIT then quietly rolls back), MySQL rolls
+ * it back on a deadlock (and runs later statements in autocommit). Resolving then would
+ * report locks and writes that were never committed (SPEC 4.10), so the statement's
+ * own error is thrown instead: the unit rolls back, and contention is retried as usual.
+ * Statements that fail inside a savepoint `work` rolled back leave the transaction
+ * whole; the check costs one query, only after a statement failed.
+ */
+export async function runWork<T>(
+  table: LockTable,
+  runner: QueryRunner,
+  work: (manager: EntityManager) => T | Promise<T>,
+): Promise<T> {
+  const watch = watchFailedStatements(runner);
+  let result: T;
+  try {
+    result = await work(runner.manager);
+  } finally {
+    watch.stop();
+  }
+  if (watch.failed && !(await table.dialect.transactionIsOpen(runner))) throw watch.firstError;
+  return result;
+}
+
+/**
+ * Notes whether a statement sent through `runner` failed, until `stop()`: the first
+ * error is the one that ended a transaction. `runner` is the service's own, made for
+ * this unit, so wrapping its `query` touches nobody else's object.
+ */
+function watchFailedStatements(runner: QueryRunner): {
+  readonly failed: boolean;
+  readonly firstError: unknown;
+  stop(): void;
+} {
+  const original = runner.query;
+  const state = { failed: false, firstError: undefined as unknown };
+  runner.query = async function query(this: QueryRunner, ...args: Parameters<QueryRunner['query']>) {
+    try {
+      return await original.apply(this, args);
+    } catch (error) {
+      if (!state.failed) Object.assign(state, { failed: true, firstError: error });
+      throw error;
+    }
+  } as QueryRunner['query'];
+  return {
+    get failed() {
+      return state.failed;
+    },
+    get firstError() {
+      return state.firstError;
+    },
+    stop() {
+      runner.query = original;
+    },
+  };
 }

@@ -86,5 +86,5 @@ export interface SlotLockDialect {
    * A faster way to run one autocommit statement than a query runner, logged and failing
    * as the runner would; used while `canSkipQueryRunner` holds for the DataSource.
    */
-  autocommitQuery(dataSource: DataSource): AutocommitQuery;
+  readonly autocommitQuery: AutocommitQuery;
 }

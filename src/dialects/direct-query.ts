@@ -1,8 +1,8 @@
 import { QueryFailedError, type DataSource } from 'typeorm';
 import type { SqlStatement } from './dialect';
 
-/** Runs one statement in autocommit and resolves to the rows it changed. */
-export type AutocommitQuery = (statement: SqlStatement) => Promise<number>;
+/** Runs one statement in autocommit on a DataSource and resolves to the rows it changed. */
+export type AutocommitQuery = (dataSource: DataSource, statement: SqlStatement) => Promise<number>;
 
 /**
  * True when a statement can skip TypeORM's query runner without anyone noticing. The

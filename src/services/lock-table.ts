@@ -1,4 +1,3 @@
-import type { DataSource } from 'typeorm';
 import type { DriverErrorKind, InsertStatement, Queryable, SlotLockDialect, SqlStatement } from '../dialects/dialect';
 import type { DrydockSlotLock } from '../entities/drydock-slot-lock.entity';
 import { classifyError } from '../errors/classify-error';
@@ -20,7 +19,6 @@ export class LockTable {
   #maxStatementBytesRead: number | undefined;
 
   constructor(
-    readonly dataSource: DataSource,
     readonly dialect: SlotLockDialect,
     /** The table's name as the dialect quotes it, `schema.table` included. */
     readonly name: string,
@@ -60,12 +58,12 @@ export class LockTable {
   }
 
   /** The locks `owner` holds, oldest first, read on `db`. */
-  loadByOwner(owner: string, db: Queryable = this.dataSource): Promise<DrydockSlotLock[]> {
+  loadByOwner(owner: string, db: Queryable): Promise<DrydockSlotLock[]> {
     return this.select(this.dialect.selectByOwner(this.name, owner), db);
   }
 
-  /** The held locks among `locks`, in the order asked, read on `db` (by default a pooled connection). */
-  async loadHeld(locks: readonly RequestedLock[], db: Queryable = this.dataSource): Promise<DrydockSlotLock[]> {
+  /** The held locks among `locks`, in the order asked, read on `db`. */
+  async loadHeld(locks: readonly RequestedLock[], db: Queryable): Promise<DrydockSlotLock[]> {
     if (locks.length === 0) return [];
     const indexes = locks.map((lock) => lock.lockIndex);
     const held: DrydockSlotLock[] = [];
@@ -83,7 +81,7 @@ export class LockTable {
    * failure on `db`; empty when the holders cannot be read now (SPEC 4.2 allows it: the
    * conflict stands either way).
    */
-  async readLockMap(locks: readonly RequestedLock[], db: Queryable = this.dataSource): Promise<Record<string, string>> {
+  async readLockMap(locks: readonly RequestedLock[], db: Queryable): Promise<Record<string, string>> {
     let held: DrydockSlotLock[];
     try {
       held = await this.loadHeld(locks, db);
@@ -93,7 +91,7 @@ export class LockTable {
     return Object.fromEntries(held.map((lock) => [lock.lockKey, lock.ownerPHID]));
   }
 
-  async select(statement: SqlStatement, db: Queryable = this.dataSource): Promise<DrydockSlotLock[]> {
+  async select(statement: SqlStatement, db: Queryable): Promise<DrydockSlotLock[]> {
     const rows = (await db.query(statement.sql, [...statement.params])) as RawSlotLockRow[];
     return rows.map(toSlotLockEntity);
   }

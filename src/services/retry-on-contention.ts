@@ -42,3 +42,32 @@ export function backoffMs(retry: Readonly<RetryOptions>, attemptNumber: number):
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/** The longest pause between two tries of {@link waitOutBusy}, in milliseconds. */
+const BUSY_POLL_MAX_MS = 50;
+
+/**
+ * Runs `attempt` until it succeeds, throws something that is not "busy", or `timeoutMs`
+ * have passed (then throws the last busy error, for the contention retries to judge).
+ * SQLite's own busy handler does this synchronously, which with better-sqlite3 blocks
+ * the event loop; here the wait between tries lets the process's other transactions
+ * (the app's, holding the lock) run to their end. The pauses grow from 1 ms to
+ * {@link BUSY_POLL_MAX_MS}, jittered, as SQLite's own handler's do.
+ */
+export async function waitOutBusy<T>(
+  timeoutMs: number,
+  isBusy: (error: unknown) => boolean,
+  attempt: () => Promise<T>,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (let tries = 0; ; tries += 1) {
+    try {
+      return await attempt();
+    } catch (error) {
+      const remaining = deadline - Date.now();
+      if (!isBusy(error) || remaining <= 0) throw error;
+      const ceiling = Math.min(BUSY_POLL_MAX_MS, 2 ** tries);
+      await sleep(Math.min(remaining, ceiling / 2 + (Math.random() * ceiling) / 2));
+    }
+  }
+}

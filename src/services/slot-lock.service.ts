@@ -71,8 +71,6 @@ export class SlotLockService {
   readonly #rules: TextRules;
   readonly #table: LockTable;
   readonly #connection: ServiceConnection;
-  /** The DataSources whose managers the service accepts: the one it was made with. */
-  readonly #dataSources: readonly DataSource[];
 
   /**
    * @param dataSource - a TypeORM data source of type `mysql`, `mariadb`, `postgres` or `better-sqlite3`
@@ -86,9 +84,24 @@ export class SlotLockService {
     const dialect = dialectFor(dataSource);
     this.#options = resolveSlotLockOptions(options);
     this.#rules = Object.freeze({ maxKeyBytes: this.#options.maxKeyBytes, nulAllowed: dialect.storesNul });
-    this.#table = new LockTable(dataSource, dialect, dialect.tableOf(dataSource, this.#options.tableName));
+    this.#table = new LockTable(dialect, dialect.tableOf(dataSource, this.#options.tableName));
     this.#connection = new ServiceConnection(dataSource, dialect);
-    this.#dataSources = [dataSource];
+  }
+
+  /**
+   * Closes the connection the service opened of its own (on SQLite, its own connection to
+   * the database file); the next call opens a new one. Call it when the app shuts down,
+   * before `dataSource.destroy()`. On MySQL and PostgreSQL the service opens nothing of
+   * its own, and this resolves at once.
+   *
+   * @example
+   * ```ts
+   * await slotLocks.close();
+   * await dataSource.destroy();
+   * ```
+   */
+  close(): Promise<void> {
+    return this.#connection.close();
   }
 
   /** The settings in force, defaults filled in. */
@@ -118,12 +131,12 @@ export class SlotLockService {
     const owner = checkOwner(ownerPHID, this.#rules);
     const locks = prepareLocks(lockKeys, this.#rules);
     const retry = this.#retryFor(options);
-    const callerRunner = callerRunnerOf(options.manager, this.#dataSources);
+    const callerRunner = callerRunnerOf(options.manager, this.#connection.dataSources());
     if (locks.length === 0) return;
 
     try {
       if (callerRunner !== undefined) {
-        await acquireInCallerTransaction(this.#table, callerRunner, owner, locks);
+        await acquireInCallerTransaction(this.#table, callerRunner, owner, locks, this.#readLockMap);
       } else {
         await this.#acquireWithRetry(owner, locks, retry);
       }
@@ -150,7 +163,7 @@ export class SlotLockService {
   async releaseLocks(ownerPHID: string, options: SlotLockCallOptions = {}): Promise<number> {
     const owner = checkOwner(ownerPHID, this.#rules);
     const retry = this.#retryFor(options);
-    const callerRunner = callerRunnerOf(options.manager, this.#dataSources);
+    const callerRunner = callerRunnerOf(options.manager, this.#connection.dataSources());
 
     let count: number;
     if (callerRunner !== undefined) {
@@ -161,7 +174,7 @@ export class SlotLockService {
         count = await retryOnContention(
           retry,
           (error) => this.#table.isContention(error),
-          () => this.#connection.exclusive(() => this.#connection.autocommit(statement)),
+          () => this.#connection.exclusive((dataSource) => this.#connection.autocommit(dataSource, statement)),
           reportRetry(owner, 'releaseLocks'),
         );
       } catch (error) {
@@ -176,7 +189,7 @@ export class SlotLockService {
   /** The locks `ownerPHID` holds, as entities, oldest first (SPEC 4.6). */
   async loadLocks(ownerPHID: string): Promise<DrydockSlotLock[]> {
     const owner = checkOwner(ownerPHID, this.#rules);
-    return this.#table.loadByOwner(owner);
+    return this.#connection.exclusive((dataSource) => this.#table.loadByOwner(owner, dataSource));
   }
 
   /**
@@ -185,7 +198,7 @@ export class SlotLockService {
    */
   async loadHeldLocks(lockKeys: Iterable<string>): Promise<DrydockSlotLock[]> {
     const locks = prepareLocks(lockKeys, this.#rules);
-    return this.#table.loadHeld(locks);
+    return this.#connection.exclusive((dataSource) => this.#table.loadHeld(locks, dataSource));
   }
 
   /** True when `lockKey` is not held by anyone. */
@@ -220,7 +233,7 @@ export class SlotLockService {
     checkLockKey(name, this.#rules, 'name');
     checkLimit(limit);
     const retry = this.#retryFor(options);
-    const callerRunner = callerRunnerOf(options.manager, this.#dataSources);
+    const callerRunner = callerRunnerOf(options.manager, this.#connection.dataSources());
     const slots = Array.from({ length: limit }, (_, slot) => ({ slot, lockKey: `${name}.slot(${slot})` }));
     const locks = prepareLocks(
       slots.map((slot) => slot.lockKey),
@@ -287,8 +300,8 @@ export class SlotLockService {
           this.#table.isContention(error) || (error instanceof SlotLockException && error.transactionRolledBack),
         () =>
           this.#connection.exclusive(
-            () =>
-              this.#connection.transaction(async (runner) => {
+            (dataSource) =>
+              this.#connection.transaction(dataSource, async (runner) => {
                 await insertOrReport(this.#table, runner, owner, locks);
                 return runWork(this.#table, runner, work);
               }),
@@ -341,6 +354,10 @@ export class SlotLockService {
 
   // --- internals -------------------------------------------------------------------
 
+  /** Who holds `locks`, read on the service's own connection right after a failure. */
+  readonly #readLockMap = (locks: readonly RequestedLock[]): Promise<Record<string, string>> =>
+    this.#connection.exclusive((dataSource) => this.#table.readLockMap(locks, dataSource));
+
   #retryFor(options: SlotLockCallOptions | CommitWithLocksOptions): Readonly<RetryOptions> {
     if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
     return resolveRetry(this.#options.retry, options.retry, 'options.retry');
@@ -358,8 +375,8 @@ export class SlotLockService {
         (error) => this.#table.isContention(error),
         (attemptNumber) => {
           attempts = attemptNumber;
-          return this.#connection.exclusive(() =>
-            acquireInServiceTransaction(this.#table, this.#connection, owner, locks),
+          return this.#connection.exclusive((dataSource) =>
+            acquireInServiceTransaction(this.#table, this.#connection, dataSource, owner, locks),
           );
         },
         reportRetry(owner, 'acquireLocks'),
@@ -381,7 +398,7 @@ export class SlotLockService {
       held = await retryOnContention(
         retry,
         (error) => this.#table.isContention(error),
-        () => this.#table.loadHeld(locks),
+        () => this.#connection.exclusive((dataSource) => this.#table.loadHeld(locks, dataSource)),
       );
     } catch (error) {
       throw await this.#translateAcquireError(error, locks, 1);
@@ -424,7 +441,7 @@ export class SlotLockService {
     }
     throw new SlotLockException({
       failure: 'held',
-      lockMap: await completeLockMap(this.#table, locks, lockMap),
+      lockMap: await completeLockMap(locks, lockMap, this.#readLockMap),
     });
   }
 
@@ -433,7 +450,7 @@ export class SlotLockService {
     if (error instanceof ContentionExhausted) {
       return new SlotLockException({
         failure: 'contention',
-        lockMap: await this.#table.readLockMap(locks),
+        lockMap: await this.#readLockMap(locks),
         attempts: error.attempts,
         cause: error.error,
       });
@@ -441,7 +458,7 @@ export class SlotLockService {
     if (this.#table.classify(error) === 'conflict') {
       return new SlotLockException({
         failure: 'held',
-        lockMap: await this.#table.readLockMap(locks),
+        lockMap: await this.#readLockMap(locks),
         attempts,
         cause: driverCause(error),
       });

@@ -10,21 +10,19 @@ import { logQueryDone, logQueryStart, queryFailed, type AutocommitQuery } from '
  * more than the two round trips autocommit saves). A failure to check out a connection
  * passes through as the runner lets it; anything after is a `QueryFailedError`.
  */
-export function mysqlAutocommitQuery(dataSource: DataSource): AutocommitQuery {
-  return async (statement) => {
-    const connection = await obtainMysqlConnection(dataSource);
-    return new Promise<number>((resolve, reject) => {
-      const params = [...statement.params];
-      const startedAt = logQueryStart(dataSource, statement.sql, params);
-      connection.query(statement.sql, params, (error, result) => {
-        connection.release();
-        if (error !== null) {
-          reject(queryFailed(dataSource, statement.sql, params, error, startedAt));
-          return;
-        }
-        logQueryDone(dataSource, statement.sql, params, startedAt);
-        resolve(result.affectedRows ?? 0);
-      });
+export const mysqlAutocommitQuery: AutocommitQuery = async (dataSource: DataSource, statement) => {
+  const connection = await obtainMysqlConnection(dataSource);
+  return new Promise<number>((resolve, reject) => {
+    const params = [...statement.params];
+    const startedAt = logQueryStart(dataSource, statement.sql, params);
+    connection.query(statement.sql, params, (error, result) => {
+      connection.release();
+      if (error !== null) {
+        reject(queryFailed(dataSource, statement.sql, params, error, startedAt));
+        return;
+      }
+      logQueryDone(dataSource, statement.sql, params, startedAt);
+      resolve(result.affectedRows ?? 0);
     });
-  };
-}
+  });
+};

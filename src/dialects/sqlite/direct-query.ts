@@ -10,23 +10,21 @@ const prepared = new WeakMap<SqliteDatabase, Map<string, SqliteStatement>>();
  * logged as TypeORM's query runner would. better-sqlite3 answers synchronously, so the
  * runner's promises are most of the cost of a lock cycle on SQLite.
  */
-export function sqliteAutocommitQuery(dataSource: DataSource): AutocommitQuery {
-  return async (statement) => {
-    // Read at each call: the connection changes if the DataSource is destroyed and initialized again.
-    const connection = sqliteConnectionOf(dataSource);
-    if (connection === undefined) throw new Error('the SQLite DataSource is not initialized');
-    let statements = prepared.get(connection);
-    if (statements === undefined) prepared.set(connection, (statements = new Map()));
-    const params = [...statement.params];
-    const startedAt = logQueryStart(dataSource, statement.sql, params);
-    try {
-      let compiled = statements.get(statement.sql);
-      if (compiled === undefined) statements.set(statement.sql, (compiled = connection.prepare(statement.sql)));
-      const changes = compiled.run(...params).changes;
-      logQueryDone(dataSource, statement.sql, params, startedAt);
-      return changes;
-    } catch (error) {
-      throw queryFailed(dataSource, statement.sql, params, error, startedAt);
-    }
-  };
-}
+export const sqliteAutocommitQuery: AutocommitQuery = async (dataSource: DataSource, statement) => {
+  // Read at each call: the connection changes if the DataSource is destroyed and initialized again.
+  const connection = sqliteConnectionOf(dataSource);
+  if (connection === undefined) throw new Error('the SQLite DataSource is not initialized');
+  let statements = prepared.get(connection);
+  if (statements === undefined) prepared.set(connection, (statements = new Map()));
+  const params = [...statement.params];
+  const startedAt = logQueryStart(dataSource, statement.sql, params);
+  try {
+    let compiled = statements.get(statement.sql);
+    if (compiled === undefined) statements.set(statement.sql, (compiled = connection.prepare(statement.sql)));
+    const changes = compiled.run(...params).changes;
+    logQueryDone(dataSource, statement.sql, params, startedAt);
+    return changes;
+  } catch (error) {
+    throw queryFailed(dataSource, statement.sql, params, error, startedAt);
+  }
+};

@@ -133,13 +133,17 @@ export function acquireInCallerTransaction(
   runner: QueryRunner,
   owner: string,
   locks: readonly RequestedLock[],
+  readElsewhere: ReadLockMap,
 ): Promise<void> {
   return inCallerTransaction(runner, async () => {
     const failed = await tryInsertInCallerTransaction(table, runner, owner, locks);
     if (failed === undefined) return;
-    throw new SlotLockException({ ...failed, lockMap: await completeLockMap(table, locks, failed.lockMap) });
+    throw new SlotLockException({ ...failed, lockMap: await completeLockMap(locks, failed.lockMap, readElsewhere) });
   });
 }
+
+/** Reads who holds `locks` outside the caller's transaction (on a pooled connection, or the service's own). */
+export type ReadLockMap = (locks: readonly RequestedLock[]) => Promise<Record<string, string>>;
 
 /** Deletes the owner's locks inside the caller's transaction; resolves to how many. */
 export function releaseInCallerTransaction(table: LockTable, runner: QueryRunner, owner: string): Promise<number> {
@@ -153,9 +157,9 @@ export function releaseInCallerTransaction(table: LockTable, runner: QueryRunner
  * hides the row), those a pooled connection sees within {@link LOCK_MAP_WAIT_MS}.
  */
 export function completeLockMap(
-  table: LockTable,
   locks: readonly RequestedLock[],
   seen: Record<string, string>,
+  readElsewhere: ReadLockMap,
 ): Promise<Record<string, string>> {
   if (Object.keys(seen).length > 0) return Promise.resolve(seen);
   let timer: NodeJS.Timeout | undefined;
@@ -163,5 +167,5 @@ export function completeLockMap(
     timer = setTimeout(() => resolve({}), LOCK_MAP_WAIT_MS);
     timer.unref();
   });
-  return Promise.race([table.readLockMap(locks), giveUp]).finally(() => clearTimeout(timer));
+  return Promise.race([readElsewhere(locks), giveUp]).finally(() => clearTimeout(timer));
 }

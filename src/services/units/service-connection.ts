@@ -1,52 +1,61 @@
 import type { DataSource, QueryRunner } from 'typeorm';
+import { sqliteSharedRunnerOf } from '../../compat/typeorm-driver';
+import { driverErrorOf } from '../../errors/driver-error-of';
 import type { SlotLockDialect, SqlStatement } from '../../dialects/dialect';
-import { canSkipQueryRunner, type AutocommitQuery } from '../../dialects/direct-query';
+import { canSkipQueryRunner } from '../../dialects/direct-query';
+import { SqliteOwnConnection } from '../../dialects/sqlite/own-connection';
+import { waitOutBusy } from '../retry-on-contention';
 import { serializePerConnection } from '../serialize-per-connection';
 
 /**
  * Where the service's own units of work run (everything but a caller's `{ manager }`):
- * one statement in autocommit, or a transaction of its own on a query runner. On an
- * engine whose DataSource has a single connection (SQLite) the units run one at a time.
+ * one statement in autocommit, or a transaction of its own on a query runner, on the
+ * app's DataSource (MySQL, PostgreSQL: a pool), or on a connection of the service's own
+ * to the same file (SQLite, whose DataSource has one connection the app's transactions
+ * use: see {@link SqliteOwnConnection}). Units on a single connection run one at a time.
  */
 export class ServiceConnection {
-  #autocommitQuery: AutocommitQuery | undefined;
+  readonly #main: DataSource;
+  readonly #dialect: SlotLockDialect;
+  readonly #sqlite: SqliteOwnConnection | undefined;
 
-  constructor(
-    readonly dataSource: DataSource,
-    readonly dialect: SlotLockDialect,
-  ) {}
+  constructor(main: DataSource, dialect: SlotLockDialect) {
+    this.#main = main;
+    this.#dialect = dialect;
+    this.#sqlite = dialect.singleConnection ? new SqliteOwnConnection(main) : undefined;
+  }
+
+  /** The DataSources whose transactions are on the service's database: the app's, and the service's own if any. */
+  dataSources(): readonly DataSource[] {
+    return this.#sqlite?.dataSources() ?? [this.#main];
+  }
 
   /**
-   * Runs one unit of the service's own work: at once, or after the units before it where
-   * every runner shares one connection (SQLite). `runsUserCode` marks a unit that calls
-   * back into the caller's code (`work`), from which service calls may nest.
+   * Runs one unit of the service's own work on the DataSource it runs on: at once, or,
+   * on a single connection, after the units before it. `runsUserCode` marks a unit that
+   * calls back into the caller's code (`work`), from which service calls may nest: they
+   * run inside it instead of waiting for it.
    */
-  exclusive<T>(fn: () => Promise<T>, runsUserCode = false): Promise<T> {
-    if (!this.dialect.singleConnection) return fn();
-    return serializePerConnection(
-      this.dataSource,
-      (nested) => {
-        if (!nested) this.#refuseForeignTransaction();
-        return fn();
-      },
-      runsUserCode,
-    );
+  exclusive<T>(fn: (dataSource: DataSource) => Promise<T>, runsUserCode = false): Promise<T> {
+    const sqlite = this.#sqlite;
+    if (sqlite === undefined) return fn(this.#main);
+    const own = sqlite.ready;
+    if (own === undefined) return sqlite.get().then((opened) => this.#oneAtATime(sqlite, opened, fn, runsUserCode));
+    return this.#oneAtATime(sqlite, own, fn, runsUserCode);
   }
 
   /** Runs one statement in autocommit and resolves to the rows it changed. */
-  autocommit(statement: SqlStatement): Promise<number> {
-    if (canSkipQueryRunner(this.dataSource)) {
-      this.#autocommitQuery ??= this.dialect.autocommitQuery(this.dataSource);
-      return this.#autocommitQuery(statement);
-    }
+  autocommit(dataSource: DataSource, statement: SqlStatement): Promise<number> {
+    if (canSkipQueryRunner(dataSource)) return this.#dialect.autocommitQuery(dataSource, statement);
     return this.withRunner(
+      dataSource,
       async (runner) => (await runner.query(statement.sql, [...statement.params], true)).affected ?? 0,
     );
   }
 
   /** Runs `fn` on a query runner of the service's own, released on every path. */
-  async withRunner<T>(fn: (runner: QueryRunner) => Promise<T>): Promise<T> {
-    const runner = this.dataSource.createQueryRunner();
+  async withRunner<T>(dataSource: DataSource, fn: (runner: QueryRunner) => Promise<T>): Promise<T> {
+    const runner = dataSource.createQueryRunner();
     try {
       return await fn(runner);
     } finally {
@@ -58,8 +67,8 @@ export class ServiceConnection {
    * Runs `fn` in a transaction of the service's own (TypeORM's query-runner pattern:
    * start, commit in `try`, roll back in `catch`, release in `finally`).
    */
-  transaction<T>(fn: (runner: QueryRunner) => Promise<T>): Promise<T> {
-    return this.withRunner(async (runner) => {
+  transaction<T>(dataSource: DataSource, fn: (runner: QueryRunner) => Promise<T>): Promise<T> {
+    return this.withRunner(dataSource, async (runner) => {
       await runner.startTransaction();
       try {
         const result = await fn(runner);
@@ -72,16 +81,41 @@ export class ServiceConnection {
     });
   }
 
+  /** Closes what the service opened of its own (the SQLite connection); it reopens on demand. */
+  async close(): Promise<void> {
+    await this.#sqlite?.close();
+  }
+
+  #oneAtATime<T>(
+    sqlite: SqliteOwnConnection,
+    dataSource: DataSource,
+    fn: (dataSource: DataSource) => Promise<T>,
+    runsUserCode: boolean,
+  ): Promise<T> {
+    return serializePerConnection(
+      dataSource,
+      (nested) => {
+        // A unit nested in another (a call from `work`) is part of that one's transaction.
+        if (nested) return fn(dataSource);
+        if (sqlite.sharesAppConnection) {
+          this.#refuseAppTransaction();
+          return fn(dataSource);
+        }
+        return waitOutBusy(sqlite.busyTimeoutMs, isSqliteBusy, () => fn(dataSource));
+      },
+      runsUserCode,
+    );
+  }
+
   /**
-   * On SQLite, TypeORM runs everything on one connection through one query runner: while
-   * someone else's transaction is open there, the service's own statements would become
-   * part of it (and vanish with its rollback). Say so instead.
+   * An in-memory SQLite database has only the app's connection: while the app's
+   * transaction is open there, the service's own statements would become part of it
+   * (and vanish with its rollback). Say so instead.
    */
-  #refuseForeignTransaction(): void {
-    const shared = (this.dataSource.driver as { queryRunner?: QueryRunner }).queryRunner;
-    if (shared?.isTransactionActive === true) {
+  #refuseAppTransaction(): void {
+    if (sqliteSharedRunnerOf(this.#main)?.isTransactionActive === true) {
       throw new Error(
-        'drydock-slotlock: a transaction is open on this SQLite DataSource, whose one connection the ' +
+        'drydock-slotlock: a transaction is open on this in-memory SQLite DataSource, whose one connection the ' +
           "service's own statements would join; pass { manager } from that transaction, or call after it ends",
       );
     }
@@ -96,4 +130,9 @@ export async function rollbackQuietly(runner: QueryRunner): Promise<void> {
   } catch {
     // The connection is gone or the server already rolled back: nothing is left to undo.
   }
+}
+
+/** SQLITE_BUSY and its kinds: another connection holds the file's lock. */
+function isSqliteBusy(error: unknown): boolean {
+  return driverErrorOf(error)?.code?.startsWith('SQLITE_BUSY') === true;
 }

@@ -1,4 +1,4 @@
-import type { EntityManager, QueryRunner } from 'typeorm';
+import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import { driverCause, LocksHeldError } from '../../errors/classify-error';
 import { SlotLockException } from '../../errors/slot-lock.exception';
 import type { RequestedLock } from '../check-input';
@@ -15,16 +15,17 @@ import { rollbackQuietly, type ServiceConnection } from './service-connection';
 export async function acquireInServiceTransaction(
   table: LockTable,
   connection: ServiceConnection,
+  dataSource: DataSource,
   owner: string,
   locks: readonly RequestedLock[],
 ): Promise<void> {
-  const statements = await table.insertStatements(connection.dataSource, owner, locks);
+  const statements = await table.insertStatements(dataSource, owner, locks);
   if (statements.length === 1) {
     const statement = statements[0]!;
-    if ((await connection.autocommit(statement)) < statement.rowCount) throw new LocksHeldError();
+    if ((await connection.autocommit(dataSource, statement)) < statement.rowCount) throw new LocksHeldError();
     return;
   }
-  await connection.transaction((runner) => insertAll(runner, statements));
+  await connection.transaction(dataSource, (runner) => insertAll(runner, statements));
 }
 
 /**

@@ -156,7 +156,7 @@ describe.each(ENGINES)(
   },
 );
 
-for (const engine of ENGINES.filter((candidate) => candidate.name === 'mariadb'))
+for (const engine of ENGINES)
   describe(`SPEC 4.10 logging switched on later, on ${engine.name}`, () => {
     test('setOptions({ logging: true }) after a first call makes the service’s statements appear in the log', async () => {
       const dataSource = await freshEngineDataSource(engine, 'paths_set_options');
@@ -173,9 +173,10 @@ for (const engine of ENGINES.filter((candidate) => candidate.name === 'mariadb')
         await service.releaseLocks(OWNER);
       } finally {
         spy.mockRestore();
+        await service.close();
         await dataSource.destroy();
       }
-      expect(lines.some((line) => line.includes('INSERT INTO `drydock_slotlock`'))).toBe(true);
-      expect(lines.some((line) => line.includes('DELETE FROM `drydock_slotlock`'))).toBe(true);
+      expect(lines.some((line) => /INSERT INTO .drydock_slotlock./.test(line))).toBe(true);
+      expect(lines.some((line) => /DELETE FROM .drydock_slotlock./.test(line))).toBe(true);
     });
   });

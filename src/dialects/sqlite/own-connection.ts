@@ -1,4 +1,4 @@
-import { DataSource, type DataSourceOptions } from 'typeorm';
+import { DataSource, type DataSourceOptions, type Logger } from 'typeorm';
 
 /** True when `database` names no file another connection could open (`:memory:`, or empty: a temporary database). */
 function isPrivateDatabase(database: unknown): boolean {
@@ -86,7 +86,7 @@ export class SqliteOwnConnection {
       dropSchema: false,
       migrations: [],
       subscribers: [],
-      logger: this.#main.logger,
+      logger: loggerOf(this.#main),
       timeout: 0,
     } as DataSourceOptions);
     await own.initialize();
@@ -95,4 +95,20 @@ export class SqliteOwnConnection {
     this.#own = own;
     return own;
   }
+}
+
+/**
+ * A logger that hands everything to the app DataSource's logger of the moment, so that
+ * the service's statements on its own connection are logged as the app's are, also
+ * after `setOptions({ logging: true })` replaces that logger.
+ */
+function loggerOf(main: DataSource): Logger {
+  return {
+    logQuery: (...args) => main.logger.logQuery(...args),
+    logQueryError: (...args) => main.logger.logQueryError(...args),
+    logQuerySlow: (...args) => main.logger.logQuerySlow(...args),
+    logSchemaBuild: (...args) => main.logger.logSchemaBuild(...args),
+    logMigration: (...args) => main.logger.logMigration(...args),
+    log: (...args) => main.logger.log(...args),
+  };
 }

@@ -37,3 +37,14 @@ export function rowParams(rows: readonly HashedRow[]): string[] {
   for (const row of rows) params.push(row.ownerPHID, row.lockIndex, row.lockKey);
   return params;
 }
+
+/**
+ * The parameters as the package sends them to MySQL: owners and keys as UTF-8 Buffers
+ * (hex literals in the SQL text mysql2 builds, safe under NO_BACKSLASH_ESCAPES and any
+ * connection charset), the ASCII index as text.
+ */
+export function mysqlRowParams(rows: readonly HashedRow[]): unknown[] {
+  const params: unknown[] = [];
+  for (const row of rows) params.push(Buffer.from(row.ownerPHID), row.lockIndex, Buffer.from(row.lockKey));
+  return params;
+}

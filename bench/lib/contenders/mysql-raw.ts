@@ -1,5 +1,5 @@
 import type { Pool, ResultSetHeader } from 'mysql2/promise';
-import { hashedRows, rowParams } from '../callers';
+import { hashedRows, mysqlRowParams } from '../callers';
 import type { ContentionCount } from '../closed-loop';
 import type { CycleContender } from '../contender';
 import { isMysqlContention } from '../engines/mariadb';
@@ -13,7 +13,7 @@ import { deleteSql, insertSql } from '../statements';
  */
 
 /** BEGIN, the INSERT, COMMIT on one pooled connection (what Phorge sends); ROLLBACK on failure. */
-async function insertInTransaction(pool: Pool, sql: string, params: string[]): Promise<void> {
+async function insertInTransaction(pool: Pool, sql: string, params: unknown[]): Promise<void> {
   const connection = await pool.getConnection();
   try {
     await connection.query('BEGIN');
@@ -37,9 +37,9 @@ export function mysqlRawTransactionContender(pool: Pool): CycleContender {
     cycle: async (caller) => {
       const rows = hashedRows(caller);
       const sql = insertSql('mariadb', rows.length);
-      const params = rowParams(rows);
+      const params = mysqlRowParams(rows);
       await retryAtOnce(contention, isMysqlContention, () => insertInTransaction(pool, sql, params));
-      await retryAtOnce(contention, isMysqlContention, () => pool.query(release, [caller.owner]));
+      await retryAtOnce(contention, isMysqlContention, () => pool.query(release, [Buffer.from(caller.owner)]));
     },
   };
 }
@@ -54,10 +54,10 @@ export function mysqlRawAutocommitContender(pool: Pool, label = 'raw autocommit'
     cycle: async (caller) => {
       const rows = hashedRows(caller);
       const sql = insertSql('mariadb', rows.length);
-      const params = rowParams(rows);
+      const params = mysqlRowParams(rows);
       const [result] = await retryAtOnce(contention, isMysqlContention, () => pool.query<ResultSetHeader>(sql, params));
       if (result.affectedRows !== rows.length) throw new Error(`inserted ${result.affectedRows} of ${rows.length}`);
-      await retryAtOnce(contention, isMysqlContention, () => pool.query(release, [caller.owner]));
+      await retryAtOnce(contention, isMysqlContention, () => pool.query(release, [Buffer.from(caller.owner)]));
     },
   };
 }

@@ -11,7 +11,14 @@ import { getDataSourceToken } from '@nestjs/typeorm';
 import type { DataSource } from 'typeorm';
 import type { SlotLockServiceOptions } from '../services/slot-lock.options';
 import { SlotLockService } from '../services/slot-lock.service';
-import { checkDataSourceName, getSlotLockOptionsToken, getSlotLockServiceToken } from './slot-lock.tokens';
+import { SlotLockEventLogger } from './slot-lock.event-logger';
+import { SlotLockHealthIndicator } from './slot-lock.health';
+import {
+  checkDataSourceName,
+  getSlotLockHealthIndicatorToken,
+  getSlotLockOptionsToken,
+  getSlotLockServiceToken,
+} from './slot-lock.tokens';
 
 /**
  * Options of {@link SlotLockModule.forRoot}: the {@link SlotLockServiceOptions} of the
@@ -34,6 +41,14 @@ export interface SlotLockModuleOptions extends SlotLockServiceOptions {
    * Default: `false`.
    */
   readonly isGlobal?: boolean;
+  /**
+   * If `true`, the events of the service (locks acquired, conflicts, releases, contention
+   * retries) are written to Nest's `Logger`, context `SlotLock`: acquisitions and releases at
+   * `log`, conflicts at `warn`, retries at `debug`. The channels are the process's, so every
+   * service's events are logged once, whichever module asked.
+   * Default: `false`.
+   */
+  readonly logEvents?: boolean;
 }
 
 /** A class that supplies the service's options, for {@link SlotLockModule.forRootAsync} with `useClass` or `useExisting`. */
@@ -47,8 +62,9 @@ export interface SlotLockOptionsFactory {
 
 /**
  * Options of {@link SlotLockModule.forRootAsync}: give exactly one of `useFactory`,
- * `useClass` or `useExisting`. `dataSourceName` and `isGlobal` sit here rather than in
- * what the factory returns, because the module's tokens depend on them.
+ * `useClass` or `useExisting`. `dataSourceName`, `isGlobal` and `logEvents` sit here
+ * rather than in what the factory returns, because they decide which providers the
+ * module has.
  */
 export interface SlotLockModuleAsyncOptions {
   /**
@@ -63,6 +79,12 @@ export interface SlotLockModuleAsyncOptions {
    * Default: `false`.
    */
   readonly isGlobal?: boolean;
+  /**
+   * If `true`, the events of the service are written to Nest's `Logger` (see
+   * {@link SlotLockModuleOptions.logEvents}).
+   * Default: `false`.
+   */
+  readonly logEvents?: boolean;
   /**
    * Modules whose exported providers `useFactory`, `useClass` or `useExisting` need
    * (e.g. `ConfigModule`).
@@ -92,8 +114,10 @@ export interface SlotLockModuleAsyncOptions {
  * `new SlotLockService(dataSource, options)`, the data source being the one
  * `TypeOrmModule` provides (and closes on `app.close()`).
  *
- * Exports the service (token {@link getSlotLockServiceToken}) and its options (token
- * {@link getSlotLockOptionsToken}).
+ * Exports the service (token {@link getSlotLockServiceToken}), its options (token
+ * {@link getSlotLockOptionsToken}) and a {@link SlotLockHealthIndicator} on it (token
+ * {@link getSlotLockHealthIndicatorToken}); with `logEvents: true` it also writes the
+ * service's events to Nest's `Logger`.
  *
  * @example
  * ```ts
@@ -114,9 +138,9 @@ export class SlotLockModule {
     if (typeof options !== 'object' || options === null) {
       throw new TypeError('SlotLockModule.forRoot(options): options must be an object');
     }
-    const { dataSourceName, isGlobal, ...serviceOptions } = options;
-    checkPlacement(dataSourceName, isGlobal);
-    return buildModule(dataSourceName, isGlobal, [], {
+    const { dataSourceName, isGlobal, logEvents, ...serviceOptions } = options;
+    checkPlacement(dataSourceName, isGlobal, logEvents);
+    return buildModule({ dataSourceName, isGlobal, logEvents }, [], {
       provide: getSlotLockOptionsToken(dataSourceName),
       useValue: serviceOptions,
     });
@@ -127,8 +151,18 @@ export class SlotLockModule {
     if (typeof options !== 'object' || options === null) {
       throw new TypeError('SlotLockModule.forRootAsync(options): options must be an object');
     }
-    const { dataSourceName, isGlobal, imports = [], useFactory, inject = [], useClass, useExisting } = options;
-    checkPlacement(dataSourceName, isGlobal);
+    const {
+      dataSourceName,
+      isGlobal,
+      logEvents,
+      imports = [],
+      useFactory,
+      inject = [],
+      useClass,
+      useExisting,
+    } = options;
+    checkPlacement(dataSourceName, isGlobal, logEvents);
+    const placement = { dataSourceName, isGlobal, logEvents };
     const given = [useFactory, useClass, useExisting].filter((value) => value !== undefined).length;
     if (given !== 1) {
       throw new TypeError(
@@ -140,7 +174,7 @@ export class SlotLockModule {
       if (typeof useFactory !== 'function') {
         throw new TypeError('SlotLockModule.forRootAsync(options): useFactory must be a function');
       }
-      return buildModule(dataSourceName, isGlobal, imports, {
+      return buildModule(placement, imports, {
         provide: optionsToken,
         useFactory: async (...args: unknown[]) => checkAsyncResult(await useFactory(...args)),
         inject,
@@ -157,8 +191,7 @@ export class SlotLockModule {
       inject: [factoryClass],
     };
     return buildModule(
-      dataSourceName,
-      isGlobal,
+      placement,
       imports,
       optionsProvider,
       ...(useClass !== undefined ? [{ provide: useClass, useClass }] : []),
@@ -166,36 +199,59 @@ export class SlotLockModule {
   }
 }
 
-/** The module for one data source: its options provider, the service, and both exported. */
+/** The module-level options: which data source, where the module is visible, whether it logs. */
+interface Placement {
+  readonly dataSourceName: string | undefined;
+  readonly isGlobal: boolean | undefined;
+  readonly logEvents: boolean | undefined;
+}
+
+/** The module for one data source: its options provider, the service and its health indicator, all exported. */
 function buildModule(
-  dataSourceName: string | undefined,
-  isGlobal: boolean | undefined,
+  { dataSourceName, isGlobal, logEvents }: Placement,
   imports: NonNullable<ModuleMetadata['imports']>,
   optionsProvider: Provider,
   ...extraProviders: Provider[]
 ): DynamicModule {
   const serviceToken = getSlotLockServiceToken(dataSourceName);
   const optionsToken = getSlotLockOptionsToken(dataSourceName);
+  const healthToken = getSlotLockHealthIndicatorToken(dataSourceName);
   const serviceProvider: Provider = {
     provide: serviceToken,
     useFactory: (dataSource: DataSource, serviceOptions: SlotLockServiceOptions) =>
       new SlotLockService(dataSource, serviceOptions),
     inject: [getDataSourceToken(dataSourceName), optionsToken],
   };
+  const healthProvider: Provider = {
+    provide: healthToken,
+    useFactory: (service: SlotLockService) => new SlotLockHealthIndicator(service),
+    inject: [serviceToken],
+  };
   return {
     module: SlotLockModule,
     global: isGlobal ?? false,
     imports,
-    providers: [optionsProvider, ...extraProviders, serviceProvider],
-    exports: [serviceToken, optionsToken],
+    providers: [
+      optionsProvider,
+      ...extraProviders,
+      serviceProvider,
+      healthProvider,
+      ...(logEvents === true ? [SlotLockEventLogger] : []),
+    ],
+    exports: [serviceToken, optionsToken, healthToken],
   };
 }
 
 /** Checks where the module goes, before any token is made from it. */
-function checkPlacement(dataSourceName: unknown, isGlobal: unknown): void {
+function checkPlacement(dataSourceName: unknown, isGlobal: unknown, logEvents: unknown): void {
   checkDataSourceName(dataSourceName, 'options.dataSourceName');
-  if (isGlobal !== undefined && typeof isGlobal !== 'boolean') {
-    throw new TypeError(`options.isGlobal must be a boolean, got ${String(isGlobal)}`);
+  for (const [field, value] of [
+    ['isGlobal', isGlobal],
+    ['logEvents', logEvents],
+  ] as const) {
+    if (value !== undefined && typeof value !== 'boolean') {
+      throw new TypeError(`options.${field} must be a boolean, got ${String(value)}`);
+    }
   }
 }
 
@@ -205,7 +261,7 @@ function checkAsyncResult(value: SlotLockServiceOptions): SlotLockServiceOptions
   if (typeof value !== 'object' || value === null) {
     throw new TypeError('SlotLockModule.forRootAsync(): the options factory must return an object (or undefined)');
   }
-  for (const field of ['dataSourceName', 'isGlobal'] as const) {
+  for (const field of ['dataSourceName', 'isGlobal', 'logEvents'] as const) {
     if (field in value) {
       throw new TypeError(
         `SlotLockModule.forRootAsync(): ${field} goes next to useFactory/useClass/useExisting, not in the options they return`,

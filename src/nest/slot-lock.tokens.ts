@@ -1,5 +1,6 @@
 import { Inject } from '@nestjs/common';
 import { SlotLockService } from '../services/slot-lock.service';
+import { SlotLockHealthIndicator } from './slot-lock.health';
 
 /** The name @nestjs/typeorm gives the data source of a `TypeOrmModule.forRoot()` without `name`. */
 const DEFAULT_DATA_SOURCE_NAME = 'default';
@@ -44,6 +45,19 @@ export function getSlotLockServiceToken(dataSourceName?: string): typeof SlotLoc
 export function getSlotLockOptionsToken(dataSourceName?: string): string {
   const name = checkDataSourceName(dataSourceName);
   return isDefaultDataSource(name) ? 'SlotLockModuleOptions' : `SlotLockModuleOptions:${name}`;
+}
+
+/**
+ * The injection token of the {@link SlotLockHealthIndicator} that `SlotLockModule` registers
+ * for a data source: the class itself for the default data source, and the string
+ * `SlotLockHealthIndicator:<name>` for a named one
+ * (`@Inject(getSlotLockHealthIndicatorToken('phorge'))`).
+ *
+ * @param dataSourceName - the @nestjs/typeorm data source name. Default: the default data source.
+ */
+export function getSlotLockHealthIndicatorToken(dataSourceName?: string): typeof SlotLockHealthIndicator | string {
+  const name = checkDataSourceName(dataSourceName);
+  return isDefaultDataSource(name) ? SlotLockHealthIndicator : `SlotLockHealthIndicator:${name}`;
 }
 
 /**

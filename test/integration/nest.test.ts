@@ -363,8 +363,13 @@ describe('drydock-slotlock/nest', () => {
       rootExportsModule: false,
       nestExports: [
         'InjectSlotLockService',
+        'SLOT_LOCK_LOGGER_CONTEXT',
+        'SlotLockException',
+        'SlotLockExceptionFilter',
+        'SlotLockHealthIndicator',
         'SlotLockModule',
         'SlotLockService',
+        'getSlotLockHealthIndicatorToken',
         'getSlotLockOptionsToken',
         'getSlotLockServiceToken',
       ],

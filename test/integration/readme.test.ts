@@ -3,127 +3,152 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
-import { MYSQL_SERVER_URL, recreateDatabase, testDatabaseName, withAdmin } from '../support/database';
-import { ENGINES } from '../support/engines';
-import { phorgeDdl } from '../support/phorge';
+import { CELLS } from '../compat/cells';
+import { testDatabaseName } from '../support/database';
+import { prepareReadmeDatabases, readmeExamples, type ReadmeDatabases } from '../support/readme-examples';
 
 const ROOT = path.resolve(__dirname, '..', '..');
 const run = promisify(execFile);
+const FLAVORS = ['cjs', 'esm'] as const;
 
-/** The ```ts blocks of the README, in order. */
-function readmeExamples(): string[] {
-  const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
-  return [...readme.matchAll(/```ts\n([\s\S]*?)```/g)].map((match) => match[1]!);
-}
-
-/**
- * An example as a runnable module: its imports stay on top, the rest runs in an async
- * function (the README uses top-level await, which CommonJS does not have).
- */
-function asModule(example: string): string {
-  const lines = example.split('\n');
-  const imports: string[] = [];
-  let i = 0;
-  for (; i < lines.length; i += 1) {
-    const line = lines[i]!;
-    if (/^import\b/.test(line) || (imports.length > 0 && !imports.at(-1)!.includes(';'))) imports.push(line);
-    else if (line.trim() !== '') break;
-  }
-  return [
-    ...imports,
-    'void (async () => {',
-    ...lines.slice(i),
-    '})().catch((error) => {',
-    '  console.error(error);',
-    '  process.exit(1);',
-    '});',
-  ].join('\n');
-}
-
-/** What each example must print, in README order (its comments say the same). */
-const EXPECTED_OUTPUT: RegExp[] = [
-  /Unable to acquire slot locks: "host\(7\)" \(owned by "PHID-DRYL-first"\)\.\n\{ 'host\(7\)': 'PHID-DRYL-first' \}\n/,
-  /^PHID-DRYR-one\nundefined\n$/,
-  /^1\n$/,
-  /^false\n$/,
-  /^postgres licence\(matlab\)\.slot\(\d\) 1\nbetter-sqlite3 licence\(matlab\)\.slot\(\d\) 1\n$/,
-  /^$/,
+/** What a consumer project has installed: the package (this checkout, built) and its peers. */
+const INSTALLED = [
+  'reflect-metadata',
+  'typeorm',
+  'mysql2',
+  'pg',
+  'better-sqlite3',
+  'rxjs',
+  '@nestjs/common',
+  '@nestjs/core',
+  '@nestjs/platform-express',
+  '@nestjs/typeorm',
+  '@types/node',
 ];
 
-const PHORGE_NAMESPACE = testDatabaseName('readme_phorge');
-
 describe('the README examples', () => {
+  const readme = readFileSync(path.join(ROOT, 'README.md'), 'utf8');
+  const examples = readmeExamples(readme);
   let project: string;
-  const examples = readmeExamples();
+  let databases: ReadmeDatabases;
 
   beforeAll(async () => {
-    // A consumer project: the package and its peers as another app installs them.
+    // Two consumer projects, CommonJS and ESM, each compiling every example with tsc as written.
     project = mkdtempSync(path.join(tmpdir(), 'slotlock-readme-'));
     mkdirSync(path.join(project, 'node_modules', '@nestjs'), { recursive: true });
+    mkdirSync(path.join(project, 'node_modules', '@types'), { recursive: true });
     symlinkSync(ROOT, path.join(project, 'node_modules', 'drydock-slotlock'), 'dir');
-    for (const peer of [
-      'reflect-metadata',
-      'typeorm',
-      'mysql2',
-      'pg',
-      'better-sqlite3',
-      'rxjs',
-      '@nestjs/common',
-      '@nestjs/core',
-      '@nestjs/typeorm',
-    ]) {
-      symlinkSync(path.join(ROOT, 'node_modules', peer), path.join(project, 'node_modules', peer), 'dir');
+    for (const name of INSTALLED) {
+      symlinkSync(path.join(ROOT, 'node_modules', name), path.join(project, 'node_modules', name), 'dir');
     }
-    writeFileSync(
-      path.join(project, 'tsconfig.json'),
-      JSON.stringify({
-        compilerOptions: {
-          target: 'ES2022',
-          module: 'commonjs',
-          esModuleInterop: true,
-          experimentalDecorators: true,
-          emitDecoratorMetadata: true,
-          strict: true,
-        },
-      }),
+    for (const flavor of FLAVORS) {
+      const dir = path.join(project, flavor);
+      mkdirSync(path.join(dir, 'src'), { recursive: true });
+      writeFileSync(
+        path.join(dir, 'package.json'),
+        JSON.stringify({ private: true, type: flavor === 'esm' ? 'module' : 'commonjs' }),
+      );
+      writeFileSync(
+        path.join(dir, 'tsconfig.json'),
+        JSON.stringify({
+          compilerOptions: {
+            target: 'ES2022',
+            module: 'nodenext',
+            moduleResolution: 'nodenext',
+            lib: ['ES2023'],
+            types: ['node'],
+            strict: true,
+            experimentalDecorators: true,
+            emitDecoratorMetadata: true,
+            skipLibCheck: true,
+            rootDir: 'src',
+            outDir: 'out',
+          },
+          include: ['src'],
+        }),
+      );
+      examples.forEach((example, index) =>
+        writeFileSync(path.join(dir, 'src', `example-${index + 1}.ts`), example.code),
+      );
+      await run(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', dir], {
+        cwd: dir,
+      }).catch((error: { stdout?: string }) => {
+        throw new Error(`the README examples do not compile as ${flavor}:\n${error.stdout ?? String(error)}`);
+      });
+    }
+    // From nothing, as the README says: its databases are created by `slotlock migrate --create-database`.
+    databases = await prepareReadmeDatabases(
+      testDatabaseName('readme'),
+      project,
+      [process.execPath, path.join(ROOT, 'dist', 'cli', 'main.js')],
+      project,
     );
-    await recreateDatabase(testDatabaseName('readme'));
-    // Phorge's own database, with the table as Phorge creates it, for the Phorge example.
-    await withAdmin(async (admin) => {
-      await admin.query(`DROP DATABASE IF EXISTS \`${PHORGE_NAMESPACE}_drydock\``);
-      await admin.query(`CREATE DATABASE \`${PHORGE_NAMESPACE}_drydock\``);
-      await admin.query(phorgeDdl(`\`${PHORGE_NAMESPACE}_drydock\`.drydock_slotlock`));
-    });
-    const postgres = ENGINES.find((engine) => engine.name === 'postgres');
-    if (postgres !== undefined) await postgres.recreate('readme');
   });
   afterAll(() => {
     rmSync(project, { recursive: true, force: true });
   });
 
-  test('are the ones this test knows', () => {
-    expect(examples).toHaveLength(EXPECTED_OUTPUT.length);
+  // CommonJS first, then ESM on the same databases: the ESM run is each example's second run.
+  const runs = FLAVORS.flatMap((flavor) =>
+    examples.flatMap((example, index) =>
+      example.runs.map((expected) => [flavor, index + 1, expected.engine, expected.expected] as const),
+    ),
+  );
+
+  test.each(runs)('%s: example %d runs on %s and prints what it says', async (flavor, number, engine, expected) => {
+    const { stdout } = await run(process.execPath, [path.join(project, flavor, 'out', `example-${number}.js`)], {
+      cwd: project,
+      env: { ...process.env, ...databases.env[engine] },
+      timeout: 60_000,
+    });
+    expect(stdout).toMatch(expected);
   });
 
-  test.each(EXPECTED_OUTPUT.map((expected, index) => [index + 1, expected] as const))(
-    'example %d runs against the test servers and prints what it says',
-    async (number, expected) => {
-      const file = path.join(project, `example-${number}.ts`);
-      writeFileSync(file, asModule(examples[number - 1]!));
-      const { stdout } = await run(process.execPath, ['-r', 'ts-node/register/transpile-only', file], {
-        cwd: project,
-        env: {
-          ...process.env,
-          NODE_PATH: path.join(ROOT, 'node_modules'),
-          TS_NODE_PROJECT: path.join(project, 'tsconfig.json'),
-          DATABASE_URL: `${MYSQL_SERVER_URL}/${testDatabaseName('readme')}`,
-          POSTGRES_URL: `postgres://postgres@127.0.0.1:5432/${testDatabaseName('readme')}`,
-          SQLITE_FILE: path.join(project, 'locks.sqlite'),
-          PHORGE_NAMESPACE,
-        },
-        timeout: 60_000,
-      });
-      expect(stdout).toMatch(expected);
-    },
-  );
+  test('no example uses top-level await (CommonJS has none)', () => {
+    for (const example of examples) expect(example.code).not.toMatch(/^await /m);
+  });
+
+  test('every link works on the registry page: anchors, or absolute URLs; docs/ links point at files the package ships', () => {
+    const links = [...readme.matchAll(/\]\(([^)\s]+)\)/g)].map((match) => match[1]!);
+    expect(links.length).toBeGreaterThan(0);
+    expect(links.filter((link) => !/^(#|https?:\/\/)/.test(link))).toEqual([]);
+    const shipped = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { files: string[] }).files;
+    for (const link of links.filter((target) => target.startsWith('https://unpkg.com/drydock-slotlock/'))) {
+      const file = link.slice('https://unpkg.com/drydock-slotlock/'.length);
+      expect(shipped.some((entry) => file === entry || file.startsWith(`${entry}/`))).toBe(true);
+      expect(() => readFileSync(path.join(ROOT, file))).not.toThrow();
+    }
+  });
+
+  test('every anchor names a heading of the README', () => {
+    const slugs = [...readme.matchAll(/^#+ (.+)$/gm)].map((match) =>
+      match[1]!
+        .toLowerCase()
+        .replace(/[^\w\- ]/g, '')
+        .replace(/ /g, '-'),
+    );
+    const anchors = [...readme.matchAll(/\]\(#([^)]+)\)/g)].map((match) => match[1]!);
+    expect(anchors.filter((anchor) => !slugs.includes(anchor))).toEqual([]);
+  });
+
+  test('the compatibility table lists the rows of the matrix', () => {
+    const table = readme.slice(readme.indexOf('<!-- compat-cells'), readme.indexOf('<!-- /compat-cells -->'));
+    const rows = table
+      .split('\n')
+      .filter((line) => line.startsWith('| ') && !line.startsWith('| TypeORM') && !line.startsWith('| ---'))
+      .map((line) =>
+        line
+          .split('|')
+          .slice(1, 5)
+          .map((cell) => cell.trim()),
+      );
+    expect(rows).toEqual(
+      CELLS.map((cell) => [
+        cell.packages.typeorm,
+        cell.packages['@nestjs/core'],
+        cell.packages['@nestjs/typeorm'],
+        cell.packages['@nestjs/terminus'],
+      ]),
+    );
+  });
 });

@@ -222,6 +222,13 @@ function buildModule(
       new SlotLockService(dataSource, serviceOptions),
     inject: [getDataSourceToken(dataSourceName), optionsToken],
   };
+  // The service may open a connection of its own (SQLite); close it before TypeOrmModule
+  // destroys the data source at shutdown (onModuleDestroy runs before onApplicationShutdown).
+  const closerProvider: Provider = {
+    provide: Symbol(`SlotLockServiceCloser(${dataSourceName ?? 'default'})`),
+    useFactory: (service: SlotLockService) => ({ onModuleDestroy: () => service.close() }),
+    inject: [serviceToken],
+  };
   const healthProvider: Provider = {
     provide: healthToken,
     useFactory: (service: SlotLockService) => new SlotLockHealthIndicator(service),
@@ -235,6 +242,7 @@ function buildModule(
       optionsProvider,
       ...extraProviders,
       serviceProvider,
+      closerProvider,
       healthProvider,
       ...(logEvents === true ? [SlotLockEventLogger] : []),
     ],

@@ -1,10 +1,11 @@
 import { execFileSync } from 'node:child_process';
+import { mkdirSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { Injectable, Module, type ModuleMetadata } from '@nestjs/common';
 import { Test, type TestingModule } from '@nestjs/testing';
 import { getDataSourceToken, TypeOrmModule, type TypeOrmModuleOptions } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
-import { SlotLockException, slotLockMigrations } from '../../src';
+import { SlotLockException, dataSourceOptionsFromUrl, slotLockMigrations } from '../../src';
 import {
   getSlotLockOptionsToken,
   getSlotLockServiceToken,
@@ -15,8 +16,20 @@ import {
   type SlotLockServiceOptions,
 } from '../../src/nest';
 import { allRows, dataSourceOptions, recreateDatabase, testDatabaseName, withAdmin } from '../support/database';
+import { SQLITE_TEST_DIR } from '../support/engines';
 
 const ROOT = path.resolve(__dirname, '..', '..');
+
+/** How many file descriptors of this process point at `file` (Linux: /proc/self/fd). */
+function openDescriptorsOf(file: string): number {
+  return readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`) === file;
+    } catch {
+      return false; // closed while listing
+    }
+  }).length;
+}
 const DB = testDatabaseName('nest');
 const DB_A = testDatabaseName('nest_a');
 const DB_B = testDatabaseName('nest_b');
@@ -334,6 +347,24 @@ describe('drydock-slotlock/nest', () => {
         (count) => count === 0,
       ),
     ).toBe(0);
+  });
+
+  test('app.close() closes the service’s own SQLite connection before the data source', async () => {
+    const file = path.join(SQLITE_TEST_DIR, `${testDatabaseName('nest_sqlite')}.sqlite`);
+    mkdirSync(SQLITE_TEST_DIR, { recursive: true });
+    rmSync(file, { force: true });
+    const app = await boot({
+      imports: [
+        TypeOrmModule.forRoot({ ...dataSourceOptionsFromUrl(`sqlite:${file}`), migrationsRun: true }),
+        SlotLockModule.forRoot(),
+      ],
+      providers: [LeaseAllocator],
+    });
+    await app.get(LeaseAllocator).allocate('PHID-SQLITE', 1);
+    // The app's connection and the service's own each hold the file open.
+    expect(openDescriptorsOf(file)).toBe(2);
+    await close(app);
+    expect(openDescriptorsOf(file)).toBe(0);
   });
 
   test('the root entry does not load @nestjs; the nest entry does, and shares the service class', () => {

@@ -1,4 +1,4 @@
-import type { DataSource, QueryRunner } from 'typeorm';
+import { QueryFailedError, type DataSource, type QueryRunner } from 'typeorm';
 
 /**
  * The parts of TypeORM's drivers the package reaches past the query runner, named in
@@ -62,4 +62,38 @@ export function sqliteConnectionOf(dataSource: DataSource): SqliteDatabase | und
 /** The query runner every caller of a SQLite DataSource shares (TypeORM gives it one connection). */
 export function sqliteSharedRunnerOf(dataSource: DataSource): QueryRunner | undefined {
   return (dataSource.driver as unknown as { queryRunner?: QueryRunner }).queryRunner;
+}
+
+/** Anything that runs SQL through TypeORM: a DataSource or a QueryRunner. */
+interface RunsQueries {
+  query(sql: string, parameters?: unknown[], useStructuredResult?: boolean): Promise<unknown>;
+}
+
+/**
+ * Runs a statement through TypeORM (a DataSource or a query runner) and makes its
+ * failure TypeORM's `QueryFailedError` on every supported version: TypeORM 0.3 and 1.0
+ * prepare a SQLite statement outside their `try`, so a statement SQLite cannot prepare
+ * (a missing table) leaves them as better-sqlite3's bare `SqliteError`; 1.1 wraps it.
+ */
+export async function queryThroughTypeorm(
+  db: RunsQueries,
+  sql: string,
+  params: unknown[],
+  useStructuredResult = false,
+): Promise<unknown> {
+  try {
+    // Only a runner takes a third argument: DataSource.query's third is a query runner.
+    return await (useStructuredResult ? db.query(sql, params, true) : db.query(sql, params));
+  } catch (error) {
+    const code = (error as { code?: unknown } | null)?.code;
+    if (!(error instanceof QueryFailedError) && typeof code === 'string' && code.startsWith('SQLITE_')) {
+      throw new QueryFailedError(sql, params, error as Error);
+    }
+    throw error;
+  }
+}
+
+/** {@link queryThroughTypeorm} for a statement that changes rows: resolves to how many. */
+export async function changeThroughTypeorm(runner: QueryRunner, sql: string, params: unknown[]): Promise<number> {
+  return ((await queryThroughTypeorm(runner, sql, params, true)) as { affected?: number }).affected ?? 0;
 }

@@ -1,3 +1,4 @@
+import { queryThroughTypeorm } from '../compat/typeorm-driver';
 import type { DriverErrorKind, InsertStatement, Queryable, SlotLockDialect, SqlStatement } from '../dialects/dialect';
 import type { DrydockSlotLock } from '../entities/drydock-slot-lock.entity';
 import { classifyError } from '../errors/classify-error';
@@ -92,7 +93,7 @@ export class LockTable {
   }
 
   async select(statement: SqlStatement, db: Queryable): Promise<DrydockSlotLock[]> {
-    const rows = (await db.query(statement.sql, [...statement.params])) as RawSlotLockRow[];
+    const rows = (await queryThroughTypeorm(db, statement.sql, [...statement.params])) as RawSlotLockRow[];
     return rows.map(toSlotLockEntity);
   }
 

@@ -1,3 +1,4 @@
+import { changeThroughTypeorm } from '../../compat/typeorm-driver';
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import { driverCause, LocksHeldError } from '../../errors/classify-error';
 import { SlotLockException, type SlotLockFailure } from '../../errors/slot-lock.exception';
@@ -148,7 +149,7 @@ export type ReadLockMap = (locks: readonly RequestedLock[]) => Promise<Record<st
 /** Deletes the owner's locks inside the caller's transaction; resolves to how many. */
 export function releaseInCallerTransaction(table: LockTable, runner: QueryRunner, owner: string): Promise<number> {
   const { sql, params } = table.deleteByOwner(owner);
-  return inCallerTransaction(runner, async () => (await runner.query(sql, [...params], true)).affected ?? 0);
+  return inCallerTransaction(runner, () => changeThroughTypeorm(runner, sql, [...params]));
 }
 
 /**

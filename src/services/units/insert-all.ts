@@ -1,3 +1,4 @@
+import { changeThroughTypeorm } from '../../compat/typeorm-driver';
 import type { QueryRunner } from 'typeorm';
 import type { InsertStatement } from '../../dialects/dialect';
 import { LocksHeldError } from '../../errors/classify-error';
@@ -8,7 +9,7 @@ import { LocksHeldError } from '../../errors/classify-error';
  */
 export async function insertAll(runner: QueryRunner, statements: readonly InsertStatement[]): Promise<void> {
   for (const statement of statements) {
-    const inserted = (await runner.query(statement.sql, [...statement.params], true)).affected ?? 0;
+    const inserted = await changeThroughTypeorm(runner, statement.sql, [...statement.params]);
     if (inserted < statement.rowCount) throw new LocksHeldError();
   }
 }

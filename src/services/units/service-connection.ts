@@ -1,5 +1,5 @@
 import type { DataSource, QueryRunner } from 'typeorm';
-import { sqliteSharedRunnerOf } from '../../compat/typeorm-driver';
+import { changeThroughTypeorm, sqliteSharedRunnerOf } from '../../compat/typeorm-driver';
 import { driverErrorOf } from '../../errors/driver-error-of';
 import type { SlotLockDialect, SqlStatement } from '../../dialects/dialect';
 import { canSkipQueryRunner } from '../../dialects/direct-query';
@@ -47,10 +47,7 @@ export class ServiceConnection {
   /** Runs one statement in autocommit and resolves to the rows it changed. */
   autocommit(dataSource: DataSource, statement: SqlStatement): Promise<number> {
     if (canSkipQueryRunner(dataSource)) return this.#dialect.autocommitQuery(dataSource, statement);
-    return this.withRunner(
-      dataSource,
-      async (runner) => (await runner.query(statement.sql, [...statement.params], true)).affected ?? 0,
-    );
+    return this.withRunner(dataSource, (runner) => changeThroughTypeorm(runner, statement.sql, [...statement.params]));
   }
 
   /** Runs `fn` on a query runner of the service's own, released on every path. */

@@ -7,7 +7,7 @@
 import 'reflect-metadata';
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { DataSource, type EntityManager } from 'typeorm';
+import { DataSource, QueryFailedError, type EntityManager } from 'typeorm';
 import { dataSourceOptionsFromUrl, SlotLockException, SlotLockService } from 'drydock-slotlock';
 
 const ENGINES: Array<[engine: string, url: string]> = [];
@@ -114,6 +114,29 @@ for (const [engine, url] of ENGINES) {
       assert.equal(reported, error);
       assert.deepEqual(error.getLockMap(), { 'binding(b1)': RESOURCE });
       assert.deepEqual(await leases(), [LEASE, RESOURCE].sort());
+    });
+
+    it("a failure that is not a conflict is TypeORM's QueryFailedError, whichever path sent the statement", async () => {
+      // A table that does not exist: on SQLite, TypeORM 0.3 and 1.0 leave the error of a
+      // statement SQLite cannot prepare unwrapped; the package makes it the same class.
+      const missing = new SlotLockService(dataSource, { tableName: 'no_such_lock_table' });
+      const calls: Array<[string, () => Promise<unknown>]> = [
+        ['acquireLocks', () => missing.acquireLocks(OTHER, ['k'])],
+        [
+          'acquireLocks in a transaction',
+          () => dataSource.transaction((manager) => missing.acquireLocks(OTHER, ['k'], { manager })),
+        ],
+        ['loadLocks', () => missing.loadLocks(OTHER)],
+        ['releaseLocks', () => missing.releaseLocks(OTHER)],
+        ['commitWithLocks', () => missing.commitWithLocks(OTHER, ['k'], () => 'never')],
+      ];
+      for (const [label, call] of calls) {
+        const error = await call().then(
+          () => assert.fail(`${label} resolved on a missing table`),
+          (caught: unknown) => caught,
+        );
+        assert.ok(error instanceof QueryFailedError, `${label}: not a QueryFailedError: ${String(error)}`);
+      }
     });
 
     it('releases every lock of an owner, and nothing twice', async () => {

@@ -4,6 +4,7 @@ import { redactUrl } from '../../index';
 import { exitWith } from '../action';
 import { cliDatabaseUrl, withDatabase } from '../database';
 import { ensureDatabase } from '../server-admin';
+import { migrateExclusively, type MigrationRunOptions } from '../migrate-exclusively';
 import { EXIT } from '../exit-codes';
 import { urlOption } from '../options';
 
@@ -21,7 +22,9 @@ export function registerMigrate(program: Command): void {
     .description(
       "Runs the package's pending TypeORM migrations, which create drydock_slotlock exactly as Phorge " +
         'does; TypeORM records them in the `migrations` table. --revert undoes the last one (drops the ' +
-        'table). Not for a Phorge database: there the table exists already; use it as it is.',
+        'table). Several runs at once take turns (a lock per database, or per server on MySQL; per node ' +
+        'on a Galera cluster), so each exits 0. Not for a Phorge database: there the table exists already; ' +
+        'use it as it is.',
     )
     .option('--revert', 'undo the last migration instead (drops drydock_slotlock, and every lock in it)')
     .option('--create-database', 'create the database of the URL first if it does not exist (MySQL, PostgreSQL)')
@@ -35,28 +38,36 @@ export function registerMigrate(program: Command): void {
         if (options.createDatabase === true) await createDatabase(cliDatabaseUrl(options.url));
         return withDatabase(options.url, async ({ url, dataSource }) => {
           const where = redactUrl(url);
-          if (options.revert === true) {
-            const before = await executedMigrations(dataSource);
-            await dataSource.undoLastMigration();
-            const after = new Set(await executedMigrations(dataSource));
-            const reverted = before.filter((name) => !after.has(name));
-            process.stdout.write(
-              reverted.length === 0
-                ? `nothing to revert on ${where}: no migration has run\n`
-                : reverted.map((name) => `reverted ${name} on ${where}\n`).join(''),
-            );
-          } else {
-            const ran = await dataSource.runMigrations();
-            process.stdout.write(
-              ran.length === 0
-                ? `${where} is up to date: no migration to run\n`
-                : ran.map((migration) => `ran ${migration.name} on ${where}\n`).join(''),
-            );
-          }
+          // Several runs at once (deploy scripts, replicas starting together) take turns.
+          const lines = await migrateExclusively(dataSource, (migrationOptions) =>
+            options.revert === true
+              ? revert(dataSource, where, migrationOptions)
+              : migrate(dataSource, where, migrationOptions),
+          );
+          process.stdout.write(lines.map((line) => `${line}\n`).join(''));
           return EXIT.ok;
         });
       }),
     );
+}
+
+/** Runs the pending migrations; resolves to the lines to print (`where`: the URL, password hidden). */
+async function migrate(dataSource: DataSource, where: string, options: MigrationRunOptions): Promise<string[]> {
+  const ran = await dataSource.runMigrations(options);
+  return ran.length === 0
+    ? [`${where} is up to date: no migration to run`]
+    : ran.map((migration) => `ran ${migration.name} on ${where}`);
+}
+
+/** Undoes the last migration; resolves to the lines to print (`where`: the URL, password hidden). */
+async function revert(dataSource: DataSource, where: string, options: MigrationRunOptions): Promise<string[]> {
+  const before = await executedMigrations(dataSource);
+  await dataSource.undoLastMigration(options);
+  const after = new Set(await executedMigrations(dataSource));
+  const reverted = before.filter((name) => !after.has(name));
+  return reverted.length === 0
+    ? [`nothing to revert on ${where}: no migration has run`]
+    : reverted.map((name) => `reverted ${name} on ${where}`);
 }
 
 async function createDatabase(url: string): Promise<void> {

@@ -33,6 +33,14 @@ export function resolveDatabaseUrl(
   return url ?? env[DATABASE_URL_ENV] ?? fallback;
 }
 
+/** The URL schemes of database servers, and TypeORM's type for each. */
+const SERVER_SCHEMES: ReadonlyMap<string, 'mysql' | 'postgres'> = new Map([
+  ['mysql', 'mysql'],
+  ['mariadb', 'mysql'],
+  ['postgres', 'postgres'],
+  ['postgresql', 'postgres'],
+]);
+
 /**
  * TypeORM options for a database URL, with the package's entity and migrations:
  * - `mysql://user:password@host:port/database` or `mariadb://…`
@@ -43,7 +51,8 @@ export function resolveDatabaseUrl(
  * Anything else is a `TypeError` that names the URL (its password hidden).
  */
 export function dataSourceOptionsFromUrl(url: string): DataSourceOptions {
-  if (url.startsWith('sqlite:')) {
+  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]?.toLowerCase();
+  if (scheme === 'sqlite') {
     const file = sqlitePath(url);
     return {
       type: 'better-sqlite3',
@@ -55,36 +64,30 @@ export function dataSourceOptionsFromUrl(url: string): DataSourceOptions {
       synchronize: false,
     };
   }
+  const expected = '(expected mysql://user@host:port/database, postgres://…, or sqlite:path)';
+  // The scheme first: `foo://bar` is not "a URL without a database" but one of an engine we do not know.
+  if (scheme === undefined) throw new TypeError(`not a database URL: ${JSON.stringify(redactUrl(url))} ${expected}`);
+  const type = SERVER_SCHEMES.get(scheme);
+  if (type === undefined) {
+    throw new TypeError(
+      `unsupported database URL scheme "${scheme}:" in ${redactUrl(url)} (supported: mysql:, mariadb:, postgres:, postgresql:, sqlite:)`,
+    );
+  }
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
-    throw new TypeError(
-      `not a database URL: ${JSON.stringify(redactUrl(url))} (expected mysql://user@host:port/database, postgres://…, or sqlite:path)`,
-    );
+    throw new TypeError(`not a database URL: ${JSON.stringify(redactUrl(url))} ${expected}`);
   }
-  const scheme = parsed.protocol.replace(/:$/, '');
   if (parsed.pathname.replace(/^\//, '') === '') {
     throw new TypeError(`the database URL ${redactUrl(url)} names no database (add /name at the end)`);
   }
-  const common = { url, migrations: [...slotLockMigrations], synchronize: false };
-  switch (scheme) {
-    case 'mysql':
-    case 'mariadb':
-      return { type: 'mysql', entities: [slotLockEntity('mysql')], ...common };
-    case 'postgres':
-    case 'postgresql':
-      return { type: 'postgres', entities: [slotLockEntity('postgres')], ...common };
-    default:
-      throw new TypeError(
-        `unsupported database URL scheme "${scheme}:" in ${redactUrl(url)} (supported: mysql:, mariadb:, postgres:, sqlite:)`,
-      );
-  }
+  return { type, entities: [slotLockEntity(type)], url, migrations: [...slotLockMigrations], synchronize: false };
 }
 
 /** The file of a `sqlite:` URL. */
 export function sqlitePath(url: string): string {
-  const rest = url.slice('sqlite:'.length);
+  const rest = url.slice('sqlite:'.length); // whatever the scheme's case
   const file = rest.startsWith('//') ? rest.slice(2) : rest;
   if (file === '')
     throw new TypeError(`the database URL ${JSON.stringify(url)} names no file (sqlite:path/to/file.sqlite)`);

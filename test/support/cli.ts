@@ -25,7 +25,14 @@ export interface CliOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** SIGKILLs the command after this long (default 60 s) so a hung test fails instead of hanging. */
   readonly timeoutMs?: number;
+  /** Options for node itself, before the script (e.g. `['--require', preload]`). */
+  readonly nodeArgs?: readonly string[];
+  /** Starts slotlock as the leader of a process group (and session) of its own, as a shell job is. */
+  readonly detached?: boolean;
 }
+
+/** The preload that makes packages look uninstalled; see hide-packages.js. */
+export const HIDE_PACKAGES_PRELOAD = path.join(__dirname, 'hide-packages.js');
 
 /** A `slotlock` process still running. */
 export interface RunningCli {
@@ -60,9 +67,10 @@ export function startCli(args: readonly string[], options: CliOptions = {}): Run
   delete env.SLOTLOCK_DATABASE_URL;
   delete env.SLOTLOCK_DEBUG;
   const started = Date.now();
-  const child = spawn(process.execPath, [CLI_MAIN, ...args], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), CLI_MAIN, ...args], {
     env: { ...env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: options.detached === true,
   });
   live.add(child);
   let stdout = '';

@@ -36,17 +36,21 @@ export function registerMigrate(program: Command): void {
     .action(
       exitWith(async (options: MigrateOptions) => {
         if (options.createDatabase === true) await createDatabase(cliDatabaseUrl(options.url));
-        return withDatabase(options.url, async ({ url, dataSource }) => {
-          const where = redactUrl(url);
-          // Several runs at once (deploy scripts, replicas starting together) take turns.
-          const lines = await migrateExclusively(dataSource, (migrationOptions) =>
-            options.revert === true
-              ? revert(dataSource, where, migrationOptions)
-              : migrate(dataSource, where, migrationOptions),
-          );
-          process.stdout.write(lines.map((line) => `${line}\n`).join(''));
-          return EXIT.ok;
-        });
+        return withDatabase(
+          options.url,
+          async ({ url, dataSource }) => {
+            const where = redactUrl(url);
+            // Several runs at once (deploy scripts, replicas starting together) take turns.
+            const lines = await migrateExclusively(dataSource, (migrationOptions) =>
+              options.revert === true
+                ? revert(dataSource, where, migrationOptions)
+                : migrate(dataSource, where, migrationOptions),
+            );
+            process.stdout.write(lines.map((line) => `${line}\n`).join(''));
+            return EXIT.ok;
+          },
+          { createSqliteFile: true },
+        );
       }),
     );
 }

@@ -10,6 +10,7 @@ import {
   sqlitePath,
 } from '../index';
 import { CliError } from './cli-error';
+import { rememberPassword } from './hide-passwords';
 import { ENGINE_DRIVERS, engineOf } from './url-engine';
 
 /** What every database subcommand gets: the URL in force, an initialized DataSource and the service on it. */
@@ -25,7 +26,9 @@ export interface CliDatabase {
  * file (`embeddedDatabaseUrl()`), so the command works on a machine with no server.
  */
 export function cliDatabaseUrl(urlOption: string | undefined): string {
-  return resolveDatabaseUrl(urlOption, process.env, embeddedDatabaseUrl());
+  const url = resolveDatabaseUrl(urlOption, process.env, embeddedDatabaseUrl());
+  rememberPassword(url);
+  return url;
 }
 
 /**
@@ -207,7 +210,7 @@ function hostOf(url: string): string {
   try {
     return new URL(url).hostname;
   } catch {
-    return url;
+    return redactUrl(url);
   }
 }
 

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import type { DataSource } from 'typeorm';
 import { redactUrl } from '../../index';
 import { exitWith } from '../action';
-import { cliDatabaseUrl, withDatabase } from '../database';
+import { cliDatabaseUrl, cliDataSourceOptions, withDatabase } from '../database';
 import { ensureDatabase } from '../server-admin';
 import { migrateExclusively, type MigrationRunOptions } from '../migrate-exclusively';
 import { EXIT } from '../exit-codes';
@@ -75,6 +75,7 @@ async function revert(dataSource: DataSource, where: string, options: MigrationR
 }
 
 async function createDatabase(url: string): Promise<void> {
+  cliDataSourceOptions(url); // a URL that cannot be used is said in the usual words, before any connection
   const created = await ensureDatabase(url);
   if (created !== undefined) process.stdout.write(`${created}\n`);
 }

@@ -7,6 +7,7 @@ import { acquireWaiting } from '../backoff';
 import { UsageError } from '../cli-error';
 import { describeDatabaseError, withDatabase } from '../database';
 import { EXIT } from '../exit-codes';
+import { hidePasswords } from '../hide-passwords';
 import { checkLockKeys, checkOwnerOption, collect, urlOption, waitOption } from '../options';
 import { reportHeld } from '../report-held';
 
@@ -148,8 +149,10 @@ async function releaseOrExplain(slotLocks: SlotLockService, url: string, owner: 
     const described = describeDatabaseError(error, url);
     const reason = described instanceof Error ? described.message : String(described);
     process.stderr.write(
-      `slotlock: could not release the locks of "${owner}": ${reason}; they stay held until ` +
-        `\`slotlock release --owner '${owner}' --url '${redactUrl(url)}'\`\n`,
+      hidePasswords(
+        `slotlock: could not release the locks of "${owner}": ${reason}; they stay held until ` +
+          `\`slotlock release --owner '${owner}' --url '${redactUrl(url)}'\`\n`,
+      ),
     );
     return false;
   }

@@ -29,6 +29,8 @@ export interface CliOptions {
   readonly nodeArgs?: readonly string[];
   /** Starts slotlock as the leader of a process group (and session) of its own, as a shell job is. */
   readonly detached?: boolean;
+  /** A command to run slotlock under, e.g. `['timeout', '5']`: it is given `node dist/cli/main.js ...args`. */
+  readonly under?: readonly string[];
 }
 
 /** The preload that makes packages look uninstalled; see hide-packages.js. */
@@ -67,7 +69,8 @@ export function startCli(args: readonly string[], options: CliOptions = {}): Run
   delete env.SLOTLOCK_DATABASE_URL;
   delete env.SLOTLOCK_DEBUG;
   const started = Date.now();
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), CLI_MAIN, ...args], {
+  const command = [...(options.under ?? []), process.execPath, ...(options.nodeArgs ?? []), CLI_MAIN, ...args];
+  const child = spawn(command[0]!, command.slice(1), {
     env: { ...env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: options.detached === true,
@@ -130,9 +133,19 @@ export function runCli(args: readonly string[], options: CliOptions = {}): Promi
   return startCli(args, options).result;
 }
 
-/** SIGKILLs every `slotlock` a test left running; call it in afterEach. */
+/** SIGKILLs every `slotlock` a test left running (with its group, when it leads one); call it in afterEach. */
 export function killCli(): void {
-  for (const child of live) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  for (const child of live) {
+    if (child.exitCode !== null || child.signalCode !== null) continue;
+    child.kill('SIGKILL');
+    if (child.pid !== undefined) {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        // Not a group leader (spawned without `detached`), or its group is gone.
+      }
+    }
+  }
 }
 
 /** The non-empty lines of a text. */

@@ -10,10 +10,18 @@ import { CLI_MAIN, cliUrl, killCli, runCli, startCli, type RunningCli } from '..
  * `slotlock run` and signals: the command gets each signal once, whoever sent it and
  * however (to slotlock alone, to its process group, from a terminal), finishes its
  * cleanup, and the locks are released after. The command is signal-counter.js.
+ *
+ * Two deliveries of one signal to the command can merge into one when the second comes
+ * before the command has handled the first, which hides a double delivery by chance. So
+ * the tests send each signal while slotlock is stopped (SIGSTOP): whatever reaches the
+ * command directly is handled first, and only then may slotlock pass anything on.
  */
 const DATABASE = testDatabaseName('cli_run_signals');
 const URL = cliUrl(DATABASE);
 const COUNTER = path.join(__dirname, '..', 'support', 'signal-counter.js');
+const TERMINAL_SHELL = path.join(__dirname, '..', 'support', 'terminal-shell.js');
+/** How long the command gets to handle what reached it directly, while slotlock is stopped. */
+const DIRECT_DELIVERY_MS = 300;
 /** signal-counter.js's exit code after its cleanup. */
 const COUNTER_EXIT = 42;
 
@@ -55,6 +63,24 @@ function counterPids(output: string): { pid: number; parent: number } {
   return { pid: Number(match[1]), parent: Number(match[2]) };
 }
 
+/**
+ * Sends `signal` to `target` while slotlock (`slotlockPid`) is stopped, then lets it go
+ * on: what reaches the command directly is handled before slotlock can pass anything on.
+ */
+async function signalWhileSlotlockIsStopped(slotlockPid: number, send: () => void): Promise<void> {
+  process.kill(slotlockPid, 'SIGSTOP');
+  try {
+    send();
+    await new Promise((resolve) => setTimeout(resolve, DIRECT_DELIVERY_MS));
+  } finally {
+    try {
+      process.kill(slotlockPid, 'SIGCONT');
+    } catch {
+      // ESRCH: the signal killed slotlock, stopped or not; the assertions that follow say so.
+    }
+  }
+}
+
 beforeAll(async () => {
   folder = mkdtempSync(path.join(tmpdir(), 'slotlock-signals-'));
   await recreateDatabase(DATABASE);
@@ -91,7 +117,7 @@ describe('slotlock run without a terminal (a script, a service, CI): the command
     async (signal, _how, toGroup) => {
       const { running, report } = await started(`S-${signal}-${toGroup ? 'group' : 'pid'}`);
       const pid = running.child.pid!;
-      process.kill(toGroup ? -pid : pid, signal);
+      await signalWhileSlotlockIsStopped(pid, () => process.kill(toGroup ? -pid : pid, signal));
       const result = await running.result;
       const counted = readReport(report);
       expect(counted.counts).toEqual({ [signal]: 1 });
@@ -107,45 +133,51 @@ describe('slotlock run without a terminal (a script, a service, CI): the command
     const running = startCli(args, { under: ['timeout', '-s', 'TERM', '4'] });
     await running.waitForOutput(/counter ready/);
     await running.result;
-    expect(readReport(report).counts).toEqual({ SIGTERM: 1 });
+    const counted = readReport(report);
+    expect(counted.counts).toEqual({ SIGTERM: 1 });
+    // timeout(1) sends SIGCONT after its signal, so slotlock cannot be held back here: what
+    // keeps timeout's group signal from the command is the command's own process group.
+    expect(counted.pgrp).toBe(counted.pid);
     expect(await holders()).toEqual([]);
   });
 });
 
 describe('slotlock run in the foreground of a terminal (a pseudo-terminal from script(1))', () => {
   /**
-   * Runs `slotlock run ... counter` as the session leader of a new pseudo-terminal, in its
-   * foreground; resolves once the counter is ready. What is written to `input` is typed.
+   * Runs `slotlock run ... counter` as the foreground job of a shell (terminal-shell.js) in
+   * a new pseudo-terminal; resolves once the counter is ready. What `type` writes is typed.
    */
   function inTerminal(owner: string): {
     report: string;
     ready: Promise<{ pid: number; parent: number }>;
+    output: () => string;
     type: (text: string) => void;
     exit: Promise<number | null>;
   } {
     const { report, args } = counterRun(owner);
-    const quoted = [process.execPath, CLI_MAIN, ...args].map((word) => `'${word.replace(/'/g, `'\\''`)}'`);
-    // -e: exit with slotlock's code; exec: slotlock itself leads the session (no shell in between).
-    const script = spawn('script', ['-qec', `exec ${quoted.join(' ')}`, '/dev/null'], {
-      stdio: ['pipe', 'pipe', 'pipe'],
-      env: { ...process.env, SLOTLOCK_DATABASE_URL: undefined },
-    });
+    const words = [process.execPath, TERMINAL_SHELL, process.execPath, CLI_MAIN, ...args];
+    const quoted = words.map((word) => `'${word.replace(/'/g, `'\\''`)}'`);
+    // -e: exit with the shell's code, which is slotlock's.
+    const script = spawn('script', ['-qec', `exec ${quoted.join(' ')}`, '/dev/null'], { stdio: 'pipe' });
     let output = '';
+    script.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      output += chunk;
+    });
     const ready = new Promise<{ pid: number; parent: number }>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no "counter ready" in 20 s: ${output}`)), 20_000);
-      script.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-        output += chunk;
-        if (/counter ready/.test(output)) {
-          clearTimeout(timer);
-          resolve(counterPids(output));
-        }
+      const poll = setInterval(() => {
+        if (!/counter ready/.test(output)) return;
+        clearInterval(poll);
+        resolve(counterPids(output));
+      }, 20);
+      script.once('exit', () => {
+        clearInterval(poll);
+        reject(new Error(`script exited before the counter was ready: ${output}`));
       });
-      script.once('exit', () => reject(new Error(`script exited before the counter was ready: ${output}`)));
     });
     const exit = new Promise<number | null>((resolve) => script.once('exit', (code) => resolve(code)));
     const killer = setTimeout(() => script.kill('SIGKILL'), 30_000);
     void exit.then(() => clearTimeout(killer));
-    return { report, ready, type: (text) => script.stdin.write(text), exit };
+    return { report, ready, output: () => output, type: (text) => script.stdin.write(text), exit };
   }
 
   beforeAll(() => {
@@ -154,22 +186,22 @@ describe('slotlock run in the foreground of a terminal (a pseudo-terminal from s
     if (probe.status !== 0) throw new Error('these tests need script(1) from util-linux (apt-get install bsdutils)');
   });
 
-  it('Ctrl-C reaches the command once (from the terminal, not passed on again); it cleans up, the locks are released', async () => {
+  it('Ctrl-C reaches the command once (from the terminal; slotlock does not pass it on); it cleans up, the locks are released', async () => {
     const terminal = inTerminal('T-ctrl-c');
-    await terminal.ready;
-    terminal.type('\x03');
+    const { parent: slotlock } = await terminal.ready;
+    await signalWhileSlotlockIsStopped(slotlock, () => terminal.type('\x03'));
     expect(await terminal.exit).toBe(COUNTER_EXIT);
     const counted = readReport(terminal.report);
     expect(counted.counts).toEqual({ SIGINT: 1 });
-    // In the terminal's foreground group, as it would be without slotlock: it can read the terminal.
+    // In the terminal's foreground group, as it would be without slotlock: it can use the terminal.
     expect(counted.pgrp).toBe(counted.tpgid);
     expect(await holders()).toEqual([]);
   });
 
   it('SIGTERM sent to slotlock alone is passed on, once', async () => {
     const terminal = inTerminal('T-term');
-    const { parent } = await terminal.ready;
-    process.kill(parent, 'SIGTERM');
+    const { parent: slotlock } = await terminal.ready;
+    await signalWhileSlotlockIsStopped(slotlock, () => process.kill(slotlock, 'SIGTERM'));
     expect(await terminal.exit).toBe(COUNTER_EXIT);
     expect(readReport(terminal.report).counts).toEqual({ SIGTERM: 1 });
     expect(await holders()).toEqual([]);

@@ -87,7 +87,7 @@ export function startCli(args: readonly string[], options: CliOptions = {}): Run
     stderr += chunk;
     for (const watcher of watchers) watcher();
   });
-  const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
+  const timer = setTimeout(() => killRunning(child), options.timeoutMs ?? 60_000);
   const result = new Promise<CliResult>((resolve, reject) => {
     child.once('error', reject);
     child.once('close', (code, signal) => {
@@ -135,16 +135,17 @@ export function runCli(args: readonly string[], options: CliOptions = {}): Promi
 
 /** SIGKILLs every `slotlock` a test left running (with its group, when it leads one); call it in afterEach. */
 export function killCli(): void {
-  for (const child of live) {
-    if (child.exitCode !== null || child.signalCode !== null) continue;
-    child.kill('SIGKILL');
-    if (child.pid !== undefined) {
-      try {
-        process.kill(-child.pid, 'SIGKILL');
-      } catch {
-        // Not a group leader (spawned without `detached`), or its group is gone.
-      }
-    }
+  for (const child of live) killRunning(child);
+}
+
+function killRunning(child: ChildProcess): void {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGKILL');
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, 'SIGKILL');
+  } catch {
+    // Not a group leader (spawned without `detached`), or its group is gone.
   }
 }
 

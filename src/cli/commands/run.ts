@@ -32,9 +32,9 @@ export function registerRun(program: Command): void {
     .description(
       'Takes every --lock (all or none), runs the command with inherited stdio, and releases every lock ' +
         'of the owner when it exits, also after SIGINT, SIGTERM, SIGHUP or SIGQUIT (the command gets each ' +
-        "signal once: see Signals below). Exits with the command's code, 128+N when a signal N killed it; exits 75 without " +
-        'running it when a lock stays held. Options go before the command; put -- before a command whose ' +
-        "own options could be taken for slotlock's.",
+        "signal once: see Signals below). Exits with the command's code, 128+N when a signal N killed " +
+        'it; exits 75 without running it when a lock stays held. Options go before the command; put -- ' +
+        "before a command whose own options could be taken for slotlock's.",
     )
     .argument('<command>', 'the command to run')
     .argument('[args...]', 'its arguments')

@@ -1,4 +1,5 @@
-import { DataSource, QueryFailedError, type DataSourceOptions } from 'typeorm';
+import { existsSync } from 'node:fs';
+import { DataSource, DriverPackageNotInstalledError, QueryFailedError, type DataSourceOptions } from 'typeorm';
 import {
   dataSourceOptionsFromUrl,
   embeddedDatabaseUrl,
@@ -6,8 +7,11 @@ import {
   resolveDatabaseUrl,
   SlotLockException,
   SlotLockService,
+  sqlitePath,
 } from '../index';
 import { CliError } from './cli-error';
+import { rememberPassword } from './hide-passwords';
+import { ENGINE_DRIVERS, engineOf } from './url-engine';
 
 /** What every database subcommand gets: the URL in force, an initialized DataSource and the service on it. */
 export interface CliDatabase {
@@ -22,7 +26,9 @@ export interface CliDatabase {
  * file (`embeddedDatabaseUrl()`), so the command works on a machine with no server.
  */
 export function cliDatabaseUrl(urlOption: string | undefined): string {
-  return resolveDatabaseUrl(urlOption, process.env, embeddedDatabaseUrl());
+  const url = resolveDatabaseUrl(urlOption, process.env, embeddedDatabaseUrl());
+  rememberPassword(url);
+  return url;
 }
 
 /**
@@ -37,22 +43,52 @@ export function cliDataSourceOptions(url: string): DataSourceOptions {
   }
 }
 
+/** Options of {@link withDatabase}. */
+export interface WithDatabaseOptions {
+  /**
+   * SQLite: create the database file (and its folder) when it does not exist, as
+   * `migrate` must. Without it a missing file is a {@link CliError} and nothing is
+   * created: a command that finds no lock database has nothing to read or release, and
+   * should not leave an empty file (or folder) behind.
+   */
+  readonly createSqliteFile?: boolean;
+}
+
 /**
  * Connects, runs `fn`, and closes the DataSource whatever happened, so the process
  * exits promptly. Database failures come out as one-line {@link CliError}s that name
  * the URL and say what to do; `fn`'s own errors (bad arguments, SlotLockException)
  * pass through unchanged.
  */
-export async function withDatabase<T>(urlOption: string | undefined, fn: (db: CliDatabase) => Promise<T>): Promise<T> {
+export async function withDatabase<T>(
+  urlOption: string | undefined,
+  fn: (db: CliDatabase) => Promise<T>,
+  options: WithDatabaseOptions = {},
+): Promise<T> {
   const url = cliDatabaseUrl(urlOption);
-  const dataSource = new DataSource(cliDataSourceOptions(url));
+  const dataSourceOptions = cliDataSourceOptions(url);
+  if (engineOf(url) === 'sqlite' && options.createSqliteFile !== true) assertSqliteFileExists(url);
+  let dataSource: DataSource | undefined;
   try {
+    // Inside the try: TypeORM loads the driver package here, and a missing one is described.
+    dataSource = new DataSource(dataSourceOptions);
     await dataSource.initialize();
     return await fn({ url, dataSource, slotLocks: new SlotLockService(dataSource) });
   } catch (error) {
     throw describeDatabaseError(error, url);
   } finally {
-    if (dataSource.isInitialized) await dataSource.destroy().catch(() => undefined);
+    if (dataSource?.isInitialized === true) await dataSource.destroy().catch(() => undefined);
+  }
+}
+
+/** A `sqlite:` URL whose file is missing is a {@link CliError} (TypeORM would create the file and its folder). */
+function assertSqliteFileExists(url: string): void {
+  const file = sqlitePath(url);
+  if (!existsSync(file)) {
+    throw new CliError(
+      `no lock database at ${file}: the file does not exist; create it with \`slotlock migrate\` (same --url), ` +
+        'or fix the URL',
+    );
   }
 }
 
@@ -96,6 +132,13 @@ export function describeDatabaseError(error: unknown, url: string): unknown {
     error instanceof RangeError
   ) {
     return error;
+  }
+  if (error instanceof DriverPackageNotInstalledError) {
+    // TypeORM's own text ("Postgres package has not been found installed...") in our words.
+    const missing = ENGINE_DRIVERS[engineOf(url)];
+    return new CliError(`the ${missing.name} driver is not installed: npm install ${missing.packageName}`, undefined, {
+      cause: error,
+    });
   }
   const driver = (error instanceof QueryFailedError ? error.driverError : error) as DriverError | null | undefined;
   if (typeof driver !== 'object' || driver === null) return error;
@@ -167,7 +210,7 @@ function hostOf(url: string): string {
   try {
     return new URL(url).hostname;
   } catch {
-    return url;
+    return redactUrl(url);
   }
 }
 

@@ -1,3 +1,5 @@
+import { DATABASE_URL_ENV, embeddedDatabaseUrl } from '../index';
+
 /**
  * The exit codes of every `slotlock` subcommand, shown in `slotlock --help`.
  * 75 is EX_TEMPFAIL from sysexits.h: "try again later", which is what a held lock means.
@@ -13,14 +15,18 @@ export const EXIT = Object.freeze({
   held: 75,
 });
 
-/** Text for the end of `slotlock --help`. */
-export const EXIT_CODES_HELP = `
+/** Text for the end of `slotlock --help`; `embeddedUrl` is the database used when no URL is given. */
+export function exitCodesHelp(embeddedUrl: string = embeddedDatabaseUrl()): string {
+  return `
 Exit codes:
   0    ok
-  1    error: the database cannot be reached or used (the message says what to do)
+  1    error: the database cannot be reached or used, or its driver is not installed (the message says what to do)
   2    usage: bad arguments (unknown option, missing --owner, empty key...)
   75   held: a requested lock is held (EX_TEMPFAIL); nothing was taken
   run exits with its command's code instead (128+N when the command is killed by signal N)
 
-Database: --url, else $SLOTLOCK_DATABASE_URL, else mysql://root@127.0.0.1:3306/slotlock.
+Database: --url, else $${DATABASE_URL_ENV}, else the embedded SQLite file ${embeddedUrl}
+(mysql://user:password@host:3306/database, postgres://..., sqlite:path; percent-encode
+special characters of the password: / as %2F, % as %25, @ as %40).
 Set SLOTLOCK_DEBUG=1 to print stack traces of unexpected errors.`;
+}

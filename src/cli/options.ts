@@ -1,10 +1,16 @@
 import { InvalidArgumentError, Option } from 'commander';
-import { DATABASE_URL_ENV, DEFAULT_DATABASE_URL } from '../index';
+import { DATABASE_URL_ENV, embeddedDatabaseUrl } from '../index';
 import { UsageError } from './cli-error';
 
-/** `--url <url>`: the database; see {@link cliDatabaseUrl}. */
+/**
+ * `--url <url>`: the database; see {@link cliDatabaseUrl}. The help shows the embedded
+ * SQLite file the command uses without one (it depends on $XDG_DATA_HOME and $HOME).
+ */
 export function urlOption(what = 'database URL'): Option {
-  return new Option('--url <url>', `${what} (default: $${DATABASE_URL_ENV}, else ${DEFAULT_DATABASE_URL})`);
+  return new Option(
+    '--url <url>',
+    `${what} (default: $${DATABASE_URL_ENV}, else the embedded SQLite file ${embeddedDatabaseUrl()})`,
+  );
 }
 
 /** `--owner <owner>`, required: locks never expire, so who holds them must be said, not guessed. */

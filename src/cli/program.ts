@@ -8,7 +8,7 @@ import { registerLocks } from './commands/locks';
 import { registerMigrate } from './commands/migrate';
 import { registerRelease } from './commands/release';
 import { registerRun } from './commands/run';
-import { EXIT_CODES_HELP } from './exit-codes';
+import { exitCodesHelp } from './exit-codes';
 
 /**
  * The `slotlock` command. Errors do not exit the process (`exitOverride`): they reach
@@ -18,7 +18,8 @@ export function createProgram(): Command {
   const program = new Command('slotlock')
     .description(
       "Drydock slot locks from the shell: named locks taken all at once or not at all, in Phorge's " +
-        'drydock_slotlock table (MySQL/MariaDB), held until their owner releases them.',
+        'drydock_slotlock table (MySQL/MariaDB, PostgreSQL, or an embedded SQLite file), held until their ' +
+        'owner releases them.',
     )
     .version(packageVersion(), '-V, --version')
     // Settings below are copied into each subcommand by .command(), so they come first.
@@ -27,7 +28,7 @@ export function createProgram(): Command {
     .configureOutput({ outputError: (text, write) => write(`slotlock: ${text.replace(/^error: /, '')}`) })
     .enablePositionalOptions()
     .showHelpAfterError('(add --help for usage)')
-    .addHelpText('after', EXIT_CODES_HELP);
+    .addHelpText('after', exitCodesHelp());
 
   registerMigrate(program);
   registerAcquire(program);

@@ -3,6 +3,7 @@ import { SlotLockException } from '../index';
 import { CliError } from './cli-error';
 import { firstLine } from './database';
 import { EXIT } from './exit-codes';
+import { hidePasswords } from './hide-passwords';
 import { inCommandLineTerms } from './options';
 import { createProgram } from './program';
 
@@ -20,9 +21,9 @@ export async function runCli(argv: readonly string[]): Promise<number> {
     // Commander printed its own message (or the help) already.
     if (error instanceof CommanderError) return commanderExitCode(error);
     const { message, exitCode } = describeFailure(error);
-    process.stderr.write(`slotlock: ${message}\n`);
+    process.stderr.write(`slotlock: ${hidePasswords(message)}\n`);
     if (process.env.SLOTLOCK_DEBUG === '1' && error instanceof Error && error.stack !== undefined) {
-      process.stderr.write(`${error.stack}\n`);
+      process.stderr.write(`${hidePasswords(error.stack)}\n`);
     }
     return exitCode;
   }

@@ -3,15 +3,7 @@ import * as path from 'node:path';
 import { DataSource } from 'typeorm';
 import { redactUrl, sqlitePath } from '../index';
 import { describeDatabaseError, databaseNameOf, serverUrl, withDatabaseName } from './database';
-
-/** The engine a URL names. */
-export type UrlEngine = 'mysql' | 'postgres' | 'sqlite';
-
-/** The engine of a URL that `dataSourceOptionsFromUrl` accepted. */
-export function engineOf(url: string): UrlEngine {
-  if (url.startsWith('sqlite:')) return 'sqlite';
-  return /^postgres(ql)?:/i.test(url) ? 'postgres' : 'mysql';
-}
+import { engineOf, type UrlEngine } from './url-engine';
 
 function quote(engine: UrlEngine, name: string): string {
   return engine === 'mysql' ? '`' + name.replace(/`/g, '``') + '`' : '"' + name.replace(/"/g, '""') + '"';
@@ -23,18 +15,20 @@ function quote(engine: UrlEngine, name: string): string {
  */
 async function withServer<T>(url: string, fn: (server: DataSource, engine: UrlEngine) => Promise<T>): Promise<T> {
   const engine = engineOf(url);
-  const server = new DataSource(
-    engine === 'postgres'
-      ? { type: 'postgres', url: withDatabaseName(url, 'postgres') }
-      : { type: 'mysql', url: serverUrl(url) },
-  );
+  let server: DataSource | undefined;
   try {
+    // Inside the try: TypeORM loads the driver here, and a missing one is described like any failure.
+    server = new DataSource(
+      engine === 'postgres'
+        ? { type: 'postgres', url: withDatabaseName(url, 'postgres') }
+        : { type: 'mysql', url: serverUrl(url) },
+    );
     await server.initialize();
     return await fn(server, engine);
   } catch (error) {
     throw describeDatabaseError(error, url);
   } finally {
-    if (server.isInitialized) await server.destroy().catch(() => undefined);
+    if (server?.isInitialized === true) await server.destroy().catch(() => undefined);
   }
 }
 

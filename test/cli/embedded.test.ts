@@ -34,3 +34,40 @@ describe('slotlock with no database URL: the embedded SQLite file', () => {
     expect(released.stdout).toMatch(/released 1 lock/);
   });
 });
+
+describe('slotlock on a SQLite URL whose file does not exist', () => {
+  let folder: string;
+  beforeAll(() => {
+    folder = mkdtempSync(path.join(tmpdir(), 'slotlock-missing-'));
+  });
+  afterAll(() => {
+    rmSync(folder, { recursive: true, force: true });
+  });
+
+  it.each([
+    ['held', 'k'],
+    ['locks', '--owner', 'o'],
+    ['acquire', '--owner', 'o', 'k'],
+    ['release', '--owner', 'o'],
+    ['run', '--lock', 'k', '--', 'true'],
+  ])(
+    '%s says there is no lock database there, exits 1, and creates neither the file nor its folder',
+    async (...args) => {
+      const directory = path.join(folder, 'not-yet');
+      const file = path.join(directory, 'locks.sqlite');
+      for (const env of [{ SLOTLOCK_DATABASE_URL: `sqlite:${file}` }, { XDG_DATA_HOME: directory }]) {
+        const result = await runCli(args, { env });
+        const expected =
+          'SLOTLOCK_DATABASE_URL' in env ? file : path.join(directory, 'drydock-slotlock', 'slotlock.sqlite');
+        expect({ code: result.code, stdout: result.stdout, stderr: result.stderr }).toEqual({
+          code: 1,
+          stdout: '',
+          stderr:
+            `slotlock: no lock database at ${expected}: the file does not exist; ` +
+            'create it with `slotlock migrate` (same --url), or fix the URL\n',
+        });
+        expect(existsSync(directory)).toBe(false);
+      }
+    },
+  );
+});

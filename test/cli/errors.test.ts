@@ -1,5 +1,9 @@
 import { recreateDatabase, testDatabaseName } from '../support/database';
-import { cliUrl, killCli, linesOf, runCli } from '../support/cli';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { POSTGRES_SERVER_URL } from '../support/engines';
+import { cliUrl, HIDE_PACKAGES_PRELOAD, killCli, linesOf, runCli } from '../support/cli';
 
 const UNMIGRATED = testDatabaseName('cli_errors');
 const UNREACHABLE = 'mysql://root@127.0.0.1:1/x';
@@ -95,5 +99,66 @@ describe('slotlock errors: one line on stderr, what is wrong and what to do', ()
       expect(result.stderr).toMatch(/^slotlock: /);
       expect(result.stderr).not.toContain('    at ');
     }
+  });
+
+  it.each(['foo://bar', 'foo:bar', 'foo://user:pw@host/db'])(
+    '%s: says the scheme is not supported (not that it names no database)',
+    async (url) => {
+      const result = await runCli(['held', 'k', '--url', url]);
+      expect(result.code).toBe(1);
+      expectOneLine(result.stderr);
+      expect(result.stderr).toContain('unsupported database URL scheme "foo:"');
+      expect(result.stderr).toContain('supported: mysql:, mariadb:, postgres:, postgresql:, sqlite:');
+    },
+  );
+});
+
+describe('slotlock without the driver of its database', () => {
+  let folder: string;
+  beforeAll(() => {
+    folder = mkdtempSync(path.join(tmpdir(), 'slotlock-driver-'));
+  });
+  afterAll(() => {
+    rmSync(folder, { recursive: true, force: true });
+  });
+
+  /** slotlock with `packages` made to look uninstalled. */
+  function without(packages: string, args: readonly string[]): ReturnType<typeof runCli> {
+    return runCli(args, {
+      nodeArgs: ['--require', HIDE_PACKAGES_PRELOAD],
+      env: { SLOTLOCK_TEST_HIDE_PACKAGES: packages },
+    });
+  }
+
+  it.each([
+    ['pg', 'PostgreSQL', `${POSTGRES_SERVER_URL}/postgres`],
+    ['mysql2', 'MySQL/MariaDB', cliUrl(UNMIGRATED)],
+    ['better-sqlite3', 'SQLite', 'sqlite:'],
+  ])('no %s: one line naming the package to install, exit 1', async (packageName, engine, url) => {
+    const file = path.join(folder, `${packageName}.sqlite`);
+    const target = url === 'sqlite:' ? `sqlite:${file}` : url;
+    // migrate: the command that would create a SQLite file, so the driver is what stops it.
+    for (const args of [
+      ['migrate', '--url', target],
+      ['migrate', '--create-database', '--url', target],
+    ]) {
+      const result = await without(packageName, args);
+      expect({ args, code: result.code, stdout: result.stdout, stderr: result.stderr }).toEqual({
+        args,
+        code: 1,
+        stdout: '',
+        stderr: `slotlock: the ${engine} driver is not installed: npm install ${packageName}\n`,
+      });
+    }
+    expect(existsSync(file)).toBe(false);
+  });
+
+  it('the other drivers are optional: MySQL works with pg and better-sqlite3 missing', async () => {
+    await recreateDatabase(UNMIGRATED);
+    const result = await without('pg,better-sqlite3', ['migrate', '--url', cliUrl(UNMIGRATED)]);
+    expect(result).toMatchObject({ code: 0, stderr: '' });
+    const held = await without('pg,better-sqlite3', ['held', 'k', '--url', cliUrl(UNMIGRATED)]);
+    expect(held).toMatchObject({ code: 0, stderr: '', stdout: '"k" is free\n' });
+    await recreateDatabase(UNMIGRATED);
   });
 });

@@ -1,3 +1,4 @@
+import * as path from 'node:path';
 import { killCli, runCli } from '../support/cli';
 
 const SUBCOMMANDS = ['migrate', 'acquire', 'release', 'locks', 'held', 'run', 'demo'];
@@ -30,4 +31,19 @@ describe('slotlock --help', () => {
     expect(bare.code).toBe(2);
     expect(bare.stderr).toContain('Usage: slotlock');
   });
+
+  it.each(['', ...SUBCOMMANDS])(
+    '`slotlock %s --help` names the embedded SQLite file as the default database, never a MySQL URL',
+    async (name) => {
+      const dataHome = path.join(path.sep, 'xdg-data-home-of-this-test');
+      const command = name === '' ? [] : [name];
+      const result = await runCli([...command, '--help'], { env: { XDG_DATA_HOME: dataHome } });
+      expect(result.code).toBe(0);
+      // Commander wraps long lines: compare the words, not the layout.
+      expect(result.stdout.replace(/\s+/g, ' ')).toContain(
+        `else the embedded SQLite file sqlite:${path.join(dataHome, 'drydock-slotlock', 'slotlock.sqlite')}`,
+      );
+      expect(result.stdout).not.toMatch(/mysql:\/\/root@/);
+    },
+  );
 });

@@ -25,7 +25,16 @@ export interface CliOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** SIGKILLs the command after this long (default 60 s) so a hung test fails instead of hanging. */
   readonly timeoutMs?: number;
+  /** Options for node itself, before the script (e.g. `['--require', preload]`). */
+  readonly nodeArgs?: readonly string[];
+  /** Starts slotlock as the leader of a process group (and session) of its own, as a shell job is. */
+  readonly detached?: boolean;
+  /** A command to run slotlock under, e.g. `['timeout', '5']`: it is given `node dist/cli/main.js ...args`. */
+  readonly under?: readonly string[];
 }
+
+/** The preload that makes packages look uninstalled; see hide-packages.js. */
+export const HIDE_PACKAGES_PRELOAD = path.join(__dirname, 'hide-packages.js');
 
 /** A `slotlock` process still running. */
 export interface RunningCli {
@@ -60,9 +69,11 @@ export function startCli(args: readonly string[], options: CliOptions = {}): Run
   delete env.SLOTLOCK_DATABASE_URL;
   delete env.SLOTLOCK_DEBUG;
   const started = Date.now();
-  const child = spawn(process.execPath, [CLI_MAIN, ...args], {
+  const command = [...(options.under ?? []), process.execPath, ...(options.nodeArgs ?? []), CLI_MAIN, ...args];
+  const child = spawn(command[0]!, command.slice(1), {
     env: { ...env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: options.detached === true,
   });
   live.add(child);
   let stdout = '';
@@ -76,7 +87,7 @@ export function startCli(args: readonly string[], options: CliOptions = {}): Run
     stderr += chunk;
     for (const watcher of watchers) watcher();
   });
-  const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 60_000);
+  const timer = setTimeout(() => killRunning(child), options.timeoutMs ?? 60_000);
   const result = new Promise<CliResult>((resolve, reject) => {
     child.once('error', reject);
     child.once('close', (code, signal) => {
@@ -122,9 +133,20 @@ export function runCli(args: readonly string[], options: CliOptions = {}): Promi
   return startCli(args, options).result;
 }
 
-/** SIGKILLs every `slotlock` a test left running; call it in afterEach. */
+/** SIGKILLs every `slotlock` a test left running (with its group, when it leads one); call it in afterEach. */
 export function killCli(): void {
-  for (const child of live) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  for (const child of live) killRunning(child);
+}
+
+function killRunning(child: ChildProcess): void {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  child.kill('SIGKILL');
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, 'SIGKILL');
+  } catch {
+    // Not a group leader (spawned without `detached`), or its group is gone.
+  }
 }
 
 /** The non-empty lines of a text. */

@@ -2,8 +2,9 @@ import type { Command } from 'commander';
 import type { DataSource } from 'typeorm';
 import { redactUrl } from '../../index';
 import { exitWith } from '../action';
-import { cliDatabaseUrl, withDatabase } from '../database';
+import { cliDatabaseUrl, cliDataSourceOptions, withDatabase } from '../database';
 import { ensureDatabase } from '../server-admin';
+import { migrateExclusively, type MigrationRunOptions } from '../migrate-exclusively';
 import { EXIT } from '../exit-codes';
 import { urlOption } from '../options';
 
@@ -21,7 +22,9 @@ export function registerMigrate(program: Command): void {
     .description(
       "Runs the package's pending TypeORM migrations, which create drydock_slotlock exactly as Phorge " +
         'does; TypeORM records them in the `migrations` table. --revert undoes the last one (drops the ' +
-        'table). Not for a Phorge database: there the table exists already; use it as it is.',
+        'table). Several runs at once take turns (a lock per database, or per server on MySQL; per node ' +
+        'on a Galera cluster), so each exits 0. Not for a Phorge database: there the table exists already; ' +
+        'use it as it is.',
     )
     .option('--revert', 'undo the last migration instead (drops drydock_slotlock, and every lock in it)')
     .option('--create-database', 'create the database of the URL first if it does not exist (MySQL, PostgreSQL)')
@@ -33,33 +36,46 @@ export function registerMigrate(program: Command): void {
     .action(
       exitWith(async (options: MigrateOptions) => {
         if (options.createDatabase === true) await createDatabase(cliDatabaseUrl(options.url));
-        return withDatabase(options.url, async ({ url, dataSource }) => {
-          const where = redactUrl(url);
-          if (options.revert === true) {
-            const before = await executedMigrations(dataSource);
-            await dataSource.undoLastMigration();
-            const after = new Set(await executedMigrations(dataSource));
-            const reverted = before.filter((name) => !after.has(name));
-            process.stdout.write(
-              reverted.length === 0
-                ? `nothing to revert on ${where}: no migration has run\n`
-                : reverted.map((name) => `reverted ${name} on ${where}\n`).join(''),
+        return withDatabase(
+          options.url,
+          async ({ url, dataSource }) => {
+            const where = redactUrl(url);
+            // Several runs at once (deploy scripts, replicas starting together) take turns.
+            const lines = await migrateExclusively(dataSource, (migrationOptions) =>
+              options.revert === true
+                ? revert(dataSource, where, migrationOptions)
+                : migrate(dataSource, where, migrationOptions),
             );
-          } else {
-            const ran = await dataSource.runMigrations();
-            process.stdout.write(
-              ran.length === 0
-                ? `${where} is up to date: no migration to run\n`
-                : ran.map((migration) => `ran ${migration.name} on ${where}\n`).join(''),
-            );
-          }
-          return EXIT.ok;
-        });
+            process.stdout.write(lines.map((line) => `${line}\n`).join(''));
+            return EXIT.ok;
+          },
+          { createSqliteFile: true },
+        );
       }),
     );
 }
 
+/** Runs the pending migrations; resolves to the lines to print (`where`: the URL, password hidden). */
+async function migrate(dataSource: DataSource, where: string, options: MigrationRunOptions): Promise<string[]> {
+  const ran = await dataSource.runMigrations(options);
+  return ran.length === 0
+    ? [`${where} is up to date: no migration to run`]
+    : ran.map((migration) => `ran ${migration.name} on ${where}`);
+}
+
+/** Undoes the last migration; resolves to the lines to print (`where`: the URL, password hidden). */
+async function revert(dataSource: DataSource, where: string, options: MigrationRunOptions): Promise<string[]> {
+  const before = await executedMigrations(dataSource);
+  await dataSource.undoLastMigration(options);
+  const after = new Set(await executedMigrations(dataSource));
+  const reverted = before.filter((name) => !after.has(name));
+  return reverted.length === 0
+    ? [`nothing to revert on ${where}: no migration has run`]
+    : reverted.map((name) => `reverted ${name} on ${where}`);
+}
+
 async function createDatabase(url: string): Promise<void> {
+  cliDataSourceOptions(url); // a URL that cannot be used is said in the usual words, before any connection
   const created = await ensureDatabase(url);
   if (created !== undefined) process.stdout.write(`${created}\n`);
 }

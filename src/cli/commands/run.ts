@@ -7,8 +7,10 @@ import { acquireWaiting } from '../backoff';
 import { UsageError } from '../cli-error';
 import { describeDatabaseError, withDatabase } from '../database';
 import { EXIT } from '../exit-codes';
+import { hidePasswords } from '../hide-passwords';
 import { checkLockKeys, checkOwnerOption, collect, urlOption, waitOption } from '../options';
 import { reportHeld } from '../report-held';
+import { placeCommand, SignalRelay } from '../signal-relay';
 
 interface RunOptions {
   readonly owner?: string;
@@ -16,9 +18,6 @@ interface RunOptions {
   readonly wait?: number;
   readonly url?: string;
 }
-
-/** Signals that end slotlock's wait, or are passed on to the command. */
-const RELAYED_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 
 /** Exit codes of a command that could not be started, as POSIX shells use them. */
 const EXIT_NOT_FOUND = 127;
@@ -32,10 +31,10 @@ export function registerRun(program: Command): void {
     .usage('[options] --lock <key> [--lock <key>...] [--] <command> [args...]')
     .description(
       'Takes every --lock (all or none), runs the command with inherited stdio, and releases every lock ' +
-        'of the owner when it exits, also when slotlock gets SIGINT, SIGTERM or SIGHUP (passed on to the ' +
-        "command first). Exits with the command's code, 128+N when a signal N killed it; exits 75 without " +
-        'running it when a lock stays held. Options go before the command; put -- before a command whose ' +
-        "own options could be taken for slotlock's.",
+        'of the owner when it exits, also after SIGINT, SIGTERM, SIGHUP or SIGQUIT (the command gets each ' +
+        "signal once: see Signals below). Exits with the command's code, 128+N when a signal N killed " +
+        'it; exits 75 without running it when a lock stays held. Options go before the command; put -- ' +
+        "before a command whose own options could be taken for slotlock's.",
     )
     .argument('<command>', 'the command to run')
     .argument('[args...]', 'its arguments')
@@ -51,8 +50,18 @@ Exit codes: the command's own; 128+N when signal N killed it; 75 held (command n
 127 command not found, 126 not executable; 1 database error (also when the locks could not be
 released: the message says how to release them); 2 bad arguments.
 
-If slotlock itself is killed with SIGKILL the locks stay (they never expire):
-release them with \`slotlock release --owner OWNER\`.
+Signals: slotlock catches SIGINT, SIGTERM, SIGHUP and SIGQUIT (it must release the locks),
+and the command gets each signal once, as it would without slotlock:
+- In the foreground of a terminal the command shares slotlock's process group, so it can use
+  the terminal. Ctrl-C, Ctrl-\\ and a hangup reach it from the terminal: slotlock does not pass
+  SIGINT, SIGQUIT or SIGHUP on (so there, to stop the command from elsewhere, send SIGTERM
+  to slotlock, or the signal to its whole group). It passes SIGTERM on.
+- Elsewhere (a service, a script, CI, a background job) the command runs in a process group
+  and session of its own; slotlock passes every signal it catches on to that group, once,
+  whether it was sent to slotlock alone or to slotlock's group (\`kill -INT -PGID\`).
+  Under systemd use KillMode=mixed, so that only slotlock gets the SIGTERM.
+If slotlock itself is killed with SIGKILL nothing is passed on (the command outlives it) and the
+locks stay (they never expire): release them with \`slotlock release --owner OWNER\`.
 
 Example:
   slotlock run --lock 'deploy(production)' --wait 600 -- ./deploy.sh production`,
@@ -86,7 +95,7 @@ async function runHoldingLocks(
   command: string,
   args: readonly string[],
 ): Promise<number> {
-  const relay = new SignalRelay();
+  const relay = new SignalRelay(placeCommand());
   try {
     let tries = 1;
     try {
@@ -122,8 +131,8 @@ async function runHoldingLocks(
 /** Runs the command with inherited stdio and resolves to slotlock's exit code for it. */
 function runCommand(command: string, args: readonly string[], relay: SignalRelay): Promise<number> {
   return new Promise((resolve) => {
-    const child = spawn(command, [...args], { stdio: 'inherit' });
-    relay.forwardTo(child.pid === undefined ? undefined : (signal) => child.kill(signal));
+    const child = spawn(command, [...args], { stdio: 'inherit', detached: relay.placement.ownGroup });
+    relay.forwardTo(child);
     child.once('error', (error: NodeJS.ErrnoException) => {
       if (child.pid !== undefined) return; // a failed kill(), not a failed start: 'exit' still comes
       const notFound = error.code === 'ENOENT';
@@ -148,8 +157,10 @@ async function releaseOrExplain(slotLocks: SlotLockService, url: string, owner: 
     const described = describeDatabaseError(error, url);
     const reason = described instanceof Error ? described.message : String(described);
     process.stderr.write(
-      `slotlock: could not release the locks of "${owner}": ${reason}; they stay held until ` +
-        `\`slotlock release --owner '${owner}' --url '${redactUrl(url)}'\`\n`,
+      hidePasswords(
+        `slotlock: could not release the locks of "${owner}": ${reason}; they stay held until ` +
+          `\`slotlock release --owner '${owner}' --url '${redactUrl(url)}'\`\n`,
+      ),
     );
     return false;
   }
@@ -157,46 +168,4 @@ async function releaseOrExplain(slotLocks: SlotLockService, url: string, owner: 
 
 function exitCodeOfSignal(signal: NodeJS.Signals): number {
   return 128 + (os.constants.signals[signal] ?? 0);
-}
-
-/**
- * While installed, SIGINT, SIGTERM and SIGHUP do not kill slotlock (it must release the
- * locks first): before the command starts they abort the wait; while it runs they are
- * passed on to it, and slotlock exits when it does.
- */
-class SignalRelay {
-  readonly #controller = new AbortController();
-  readonly #listeners = new Map<NodeJS.Signals, () => void>();
-  #forward: ((signal: NodeJS.Signals) => void) | undefined;
-  received: NodeJS.Signals | undefined;
-
-  constructor() {
-    for (const signal of RELAYED_SIGNALS) {
-      const listener = (): void => this.#onSignal(signal);
-      this.#listeners.set(signal, listener);
-      process.on(signal, listener);
-    }
-  }
-
-  get abortSignal(): AbortSignal {
-    return this.#controller.signal;
-  }
-
-  forwardTo(forward: ((signal: NodeJS.Signals) => void) | undefined): void {
-    this.#forward = forward;
-  }
-
-  dispose(): void {
-    for (const [signal, listener] of this.#listeners) process.off(signal, listener);
-    this.#listeners.clear();
-  }
-
-  #onSignal(signal: NodeJS.Signals): void {
-    if (this.#forward !== undefined) {
-      this.#forward(signal);
-      return;
-    }
-    this.received ??= signal;
-    this.#controller.abort(new Error(`interrupted by ${signal}`));
-  }
 }

@@ -1,7 +1,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
 import { CliError } from '../cli-error';
-import type { AllocatorConfig, AllocatorEvent, DemoCommand } from './protocol';
+import { ALLOCATOR_CONFIG_ENV, type AllocatorConfig, type AllocatorEvent, type DemoCommand } from './protocol';
 
 /** Longest a round (or the start) may take before the demo gives up. */
 const STEP_TIMEOUT_MS = 60_000;
@@ -31,7 +31,11 @@ export class AllocatorPool {
       if (ready.size === configs.length) done();
     });
     for (const config of configs) {
-      const child = fork(file, [JSON.stringify(config)], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      const child = fork(file, [], {
+        execArgv,
+        env: { ...process.env, [ALLOCATOR_CONFIG_ENV]: JSON.stringify(config) },
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      });
       this.#children.push(child);
       child.on('message', (event: AllocatorEvent) => this.#onEvent(event));
       child.on('error', (error) => this.#onFailure(new CliError(`allocator ${config.allocator}: ${error.message}`)));

@@ -11,7 +11,7 @@ import 'reflect-metadata';
 import { DataSource } from 'typeorm';
 import { dataSourceOptionsFromUrl, SlotLockException, SlotLockService } from '../../index';
 import { bindingLockKey, insertResource, loadFreeBindings } from './demo-schema';
-import type { AllocatorConfig, AllocatorEvent, DemoCommand } from './protocol';
+import { ALLOCATOR_CONFIG_ENV, type AllocatorConfig, type AllocatorEvent, type DemoCommand } from './protocol';
 
 function send(event: AllocatorEvent): void {
   process.send?.(event);
@@ -64,7 +64,7 @@ async function allocate(
 let allocatorNumber = 0;
 
 async function main(): Promise<void> {
-  const config = JSON.parse(process.argv[2] ?? '') as AllocatorConfig;
+  const config = JSON.parse(process.env[ALLOCATOR_CONFIG_ENV] ?? '') as AllocatorConfig;
   allocatorNumber = config.allocator;
   const dataSource = new DataSource(dataSourceOptionsFromUrl(config.url));
   await dataSource.initialize();

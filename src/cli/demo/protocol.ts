@@ -2,7 +2,14 @@
  * Messages between `slotlock demo` and its allocator processes (child_process.fork, IPC).
  */
 
-/** What each allocator is started with (JSON, its first command-line argument). */
+/** What each allocator is started with (JSON, in {@link ALLOCATOR_CONFIG_ENV}). */
+/**
+ * The environment variable that hands an allocator its {@link AllocatorConfig} (JSON). Not
+ * an argument: the config holds the database URL, password included, and any user of the
+ * machine can read a process's arguments (`ps`), but only its owner its environment.
+ */
+export const ALLOCATOR_CONFIG_ENV = 'SLOTLOCK_DEMO_ALLOCATOR';
+
 export interface AllocatorConfig {
   /** The demo database, with the lock table and the `binding` and `resource` tables. */
   readonly url: string;

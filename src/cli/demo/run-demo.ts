@@ -49,51 +49,55 @@ export async function runDemo(settings: DemoSettings): Promise<number> {
   const demoUrl = await recreateDatabase(settings.url, settings.database);
   const where = describeLocation(demoUrl);
 
-  return withDatabase(demoUrl, async ({ dataSource }) => {
-    await dataSource.runMigrations();
-    await createDemoTables(dataSource);
-    const names = bindingNames(settings.bindings);
-    await insertBindings(dataSource, names);
-    out(`  database ${settings.database} at ${where}: dropped, recreated, migrated`);
-    out(`  ${plural(names.length, 'binding')}: ${names.map((name, i) => `${i + 1} ${name}`).join(', ')}`);
-    out(
-      `  ${settings.allocators} allocators, each its own OS process; each loads the free bindings, ` +
-        `pauses ${settings.minPauseMs}-${settings.maxPauseMs} ms, then allocates one`,
-    );
-
-    const pool = new AllocatorPool();
-    try {
-      process.stdout.write('  starting the allocators...');
-      const pids = await pool.start(
-        Array.from({ length: settings.allocators }, (_, i) => ({
-          url: demoUrl,
-          allocator: i + 1,
-          minPauseMs: settings.minPauseMs,
-          maxPauseMs: settings.maxPauseMs,
-        })),
-      );
-      out(` ready (pids ${pids.join(', ')})`);
-
-      out();
-      out('Round 1: without slot locks (each allocator takes the first free binding it loaded)');
-      const round1 = await runRound(pool, dataSource, 1, false);
-
-      await deleteResources(dataSource);
-      await clearLocks(dataSource);
-      out();
+  return withDatabase(
+    demoUrl,
+    async ({ dataSource }) => {
+      await dataSource.runMigrations();
+      await createDemoTables(dataSource);
+      const names = bindingNames(settings.bindings);
+      await insertBindings(dataSource, names);
+      out(`  database ${settings.database} at ${where}: dropped, recreated, migrated`);
+      out(`  ${plural(names.length, 'binding')}: ${names.map((name, i) => `${i + 1} ${name}`).join(', ')}`);
       out(
-        "Round 2: with slot locks (commitWithLocks(resourcePHID, ['binding(ID)'], insert resource);" +
-          ' a loser tries the next binding it loaded)',
+        `  ${settings.allocators} allocators, each its own OS process; each loads the free bindings, ` +
+          `pauses ${settings.minPauseMs}-${settings.maxPauseMs} ms, then allocates one`,
       );
-      out("  round 1's resources deleted: every binding is free again");
-      const round2 = await runRound(pool, dataSource, 2, true);
 
-      await pool.stop();
-      return summarize(settings, round1, round2);
-    } finally {
-      pool.kill();
-    }
-  });
+      const pool = new AllocatorPool();
+      try {
+        process.stdout.write('  starting the allocators...');
+        const pids = await pool.start(
+          Array.from({ length: settings.allocators }, (_, i) => ({
+            url: demoUrl,
+            allocator: i + 1,
+            minPauseMs: settings.minPauseMs,
+            maxPauseMs: settings.maxPauseMs,
+          })),
+        );
+        out(` ready (pids ${pids.join(', ')})`);
+
+        out();
+        out('Round 1: without slot locks (each allocator takes the first free binding it loaded)');
+        const round1 = await runRound(pool, dataSource, 1, false);
+
+        await deleteResources(dataSource);
+        await clearLocks(dataSource);
+        out();
+        out(
+          "Round 2: with slot locks (commitWithLocks(resourcePHID, ['binding(ID)'], insert resource);" +
+            ' a loser tries the next binding it loaded)',
+        );
+        out("  round 1's resources deleted: every binding is free again");
+        const round2 = await runRound(pool, dataSource, 2, true);
+
+        await pool.stop();
+        return summarize(settings, round1, round2);
+      } finally {
+        pool.kill();
+      }
+    },
+    { createSqliteFile: true },
+  );
 }
 
 async function runRound(

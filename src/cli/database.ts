@@ -69,14 +69,18 @@ export async function withDatabase<T>(
   const dataSourceOptions = cliDataSourceOptions(url);
   if (engineOf(url) === 'sqlite' && options.createSqliteFile !== true) assertSqliteFileExists(url);
   let dataSource: DataSource | undefined;
+  let slotLocks: SlotLockService | undefined;
   try {
     // Inside the try: TypeORM loads the driver package here, and a missing one is described.
     dataSource = new DataSource(dataSourceOptions);
     await dataSource.initialize();
-    return await fn({ url, dataSource, slotLocks: new SlotLockService(dataSource) });
+    slotLocks = new SlotLockService(dataSource);
+    return await fn({ url, dataSource, slotLocks });
   } catch (error) {
     throw describeDatabaseError(error, url);
   } finally {
+    // The service's own SQLite connection first, then the DataSource it was opened beside.
+    await slotLocks?.close().catch(() => undefined);
     if (dataSource?.isInitialized === true) await dataSource.destroy().catch(() => undefined);
   }
 }

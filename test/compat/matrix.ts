@@ -387,7 +387,8 @@ async function runBare(context: { work: string; tarball: string }): Promise<Cell
       log,
       'npx slotlock without better-sqlite3',
       'npx',
-      ['--no', 'slotlock', 'locks', '--owner', 'PHID-DRYL-bare'],
+      // migrate, which opens the embedded SQLite file (read-only commands stop earlier: no file yet).
+      ['--no', 'slotlock', 'migrate'],
       { cwd: dir, env: home },
       (result) => {
         const lines = result.output.trim().split('\n');

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { DataSource, QueryRunner } from 'typeorm';
 import { CliError } from './cli-error';
+import { driverErrorOf } from '../errors/driver-error-of';
 
 /** How TypeORM must run migrations inside {@link migrateExclusively}: pass it to `runMigrations` or `undoLastMigration`. */
 export interface MigrationRunOptions {
@@ -97,7 +98,7 @@ async function withPostgresLock<T>(
     try {
       await lockRunner.query('SELECT pg_advisory_lock($1::bigint)', [POSTGRES_MIGRATION_LOCK_KEY]);
     } catch (error) {
-      if (driverCodeOf(error) === '55P03') throw busy(timeoutSeconds);
+      if (driverErrorOf(error)?.code === '55P03') throw busy(timeoutSeconds);
       throw error;
     } finally {
       await lockRunner.query('RESET lock_timeout');
@@ -141,15 +142,10 @@ async function beginImmediate(runner: QueryRunner, timeoutSeconds: number): Prom
       await runner.query('BEGIN IMMEDIATE');
       return;
     } catch (error) {
-      if (driverCodeOf(error) !== 'SQLITE_BUSY') throw error;
+      if (driverErrorOf(error)?.code !== 'SQLITE_BUSY') throw error;
       if (Date.now() >= deadline) throw busy(timeoutSeconds);
       // better-sqlite3 waits synchronously: let the event loop run between tries.
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
   }
-}
-
-/** The driver's error code (PostgreSQL's SQLSTATE, SQLite's SQLITE_…) of a QueryFailedError. */
-function driverCodeOf(error: unknown): unknown {
-  return (error as { driverError?: { code?: unknown } } | null)?.driverError?.code;
 }

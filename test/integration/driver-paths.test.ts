@@ -1,7 +1,8 @@
-import { DataSource, QueryFailedError, type Logger } from 'typeorm';
+import { DataSource, QueryFailedError } from 'typeorm';
 import { SlotLockService, digestForIndex } from '../../src';
 import { testDatabaseName } from '../support/database';
 import { ENGINES, freshEngineDataSource, type TestEngine } from '../support/engines';
+import { QueryLog } from '../support/query-log';
 
 /**
  * SPEC 4.10: whichever internal path runs a statement (the service's fast autocommit
@@ -11,26 +12,6 @@ import { ENGINES, freshEngineDataSource, type TestEngine } from '../support/engi
 
 const OWNER = 'PHID-DRYL-paths';
 const HOLDER = 'PHID-DRYL-holder';
-
-/** A TypeORM logger that records what it is told. */
-class RecordingLogger implements Logger {
-  readonly queries: string[] = [];
-  readonly errors: Array<{ sql: string; error: unknown }> = [];
-  logQuery(query: string): void {
-    this.queries.push(query);
-  }
-  logQueryError(error: string | Error, query: string): void {
-    this.errors.push({ sql: query, error });
-  }
-  logQuerySlow(): void {}
-  logSchemaBuild(): void {}
-  logMigration(): void {}
-  log(): void {}
-  clear(): void {
-    this.queries.length = 0;
-    this.errors.length = 0;
-  }
-}
 
 const MUTATIONS = /^\s*(INSERT|DELETE)/i;
 
@@ -124,7 +105,7 @@ describe.each(ENGINES)(
   (engine) => {
     let dataSource: DataSource;
     let service: SlotLockService;
-    const logger = new RecordingLogger();
+    const logger = new QueryLog();
 
     beforeAll(async () => {
       // A custom logger and no `logging` option: the setup the fast path used to skip the logger in.
@@ -140,7 +121,7 @@ describe.each(ENGINES)(
     test('acquisitions and releases are logged as they are sent', async () => {
       await service.acquireLocks(OWNER, ['logged(1)', 'logged(2)']);
       await service.releaseLocks(OWNER);
-      const mutations = logger.queries.filter((sql) => MUTATIONS.test(sql));
+      const mutations = logger.queries.map((query) => query.sql).filter((sql) => MUTATIONS.test(sql));
       expect(mutations.map((sql) => sql.trimStart().slice(0, 6).toUpperCase())).toEqual(['INSERT', 'DELETE']);
     });
 
@@ -148,7 +129,7 @@ describe.each(ENGINES)(
       await service.acquireLocks(HOLDER, ['contested']);
       logger.clear();
       await expect(service.acquireLocks(OWNER, ['contested'])).rejects.toThrow('Unable to acquire slot locks');
-      const inserts = logger.queries.filter((sql) => /^\s*INSERT/i.test(sql));
+      const inserts = logger.matching('INSERT').map((query) => query.sql);
       expect(inserts).toHaveLength(1);
       // PostgreSQL's insert reports a held lock by inserting nothing: no error to log there.
       if (engine.name !== 'postgres') expect(logger.errors.map((entry) => entry.sql)).toEqual(inserts);

@@ -10,7 +10,11 @@ export class QueryLog implements Logger {
   logQuery(query: string, parameters?: unknown[]): void {
     this.queries.push({ sql: query, params: parameters ?? [] });
   }
-  logQueryError(): void {}
+  /** Statements that failed, with their errors. */
+  readonly errors: Array<{ sql: string; error: unknown }> = [];
+  logQueryError(error: string | Error, query: string): void {
+    this.errors.push({ sql: query, error });
+  }
   logQuerySlow(): void {}
   logSchemaBuild(): void {}
   logMigration(): void {}
@@ -19,6 +23,7 @@ export class QueryLog implements Logger {
   /** Forgets what was logged so far. */
   clear(): void {
     this.queries.length = 0;
+    this.errors.length = 0;
   }
 
   /** Statements whose SQL starts with `prefix` (case-insensitive). */

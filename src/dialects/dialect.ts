@@ -14,9 +14,10 @@ export interface SqlStatement {
   readonly params: readonly unknown[];
 }
 
-/** An INSERT of lock rows, with how many rows it must insert to have taken every lock. */
+/** An INSERT of lock rows, with how many rows it must insert to have taken every lock, and their indexes. */
 export interface InsertStatement extends SqlStatement {
   readonly rowCount: number;
+  readonly lockIndexes: readonly string[];
 }
 
 /** Anything that runs SQL: a DataSource or a QueryRunner. */
@@ -68,6 +69,8 @@ export interface SlotLockDialect {
   selectByOwner(table: string, ownerPHID: string): SqlStatement;
   /** Deletes one owner's rows. */
   deleteByOwner(table: string, ownerPHID: string): SqlStatement;
+  /** Deletes the rows of `ownerPHID` among `indexes`: what one call inserted, undone exactly. */
+  deleteOwnedIndexes(table: string, ownerPHID: string, indexes: readonly string[]): SqlStatement;
   /** Classifies a driver error (or TypeORM's `QueryFailedError` around it). */
   classify(error: unknown): DriverErrorKind;
   /**

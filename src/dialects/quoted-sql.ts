@@ -9,6 +9,7 @@ export interface QuotedSql {
   selectByIndexes(table: string, indexes: readonly string[]): SqlStatement;
   selectByOwner(table: string, ownerPHID: string): SqlStatement;
   deleteByOwner(table: string, ownerPHID: string): SqlStatement;
+  deleteOwnedIndexes(table: string, ownerPHID: string, indexes: readonly string[]): SqlStatement;
 }
 
 function quoteIdentifier(name: string): string {
@@ -41,6 +42,13 @@ export function quotedSql(placeholder: (n: number) => string): QuotedSql {
     },
     deleteByOwner(table: string, ownerPHID: string): SqlStatement {
       return { sql: `DELETE FROM ${quoteTable(table)} WHERE "ownerPHID" = ${placeholder(1)}`, params: [ownerPHID] };
+    },
+    deleteOwnedIndexes(table: string, ownerPHID: string, indexes: readonly string[]): SqlStatement {
+      const list = indexes.map((_, i) => placeholder(i + 2)).join(', ');
+      return {
+        sql: `DELETE FROM ${quoteTable(table)} WHERE "ownerPHID" = ${placeholder(1)} AND "lockIndex" IN (${list})`,
+        params: [ownerPHID, ...indexes],
+      };
     },
   });
 }

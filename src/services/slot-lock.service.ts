@@ -23,6 +23,7 @@ import {
   completeLockMap,
   inCallerTransaction,
   releaseInCallerTransaction,
+  transactionGone,
   tryInsertInCallerTransaction,
 } from './units/caller-transaction-unit';
 import { ServiceConnection } from './units/service-connection';
@@ -245,7 +246,7 @@ export class SlotLockService {
     try {
       taken =
         callerRunner !== undefined
-          ? await inCallerTransaction(callerRunner, () =>
+          ? await inCallerTransaction(this.#table, callerRunner, transactionGone, () =>
               this.#takeSlotInCallerTransaction(callerRunner, owner, slots, locks),
             )
           : await this.#takeSlot(owner, slots, locks, retry);

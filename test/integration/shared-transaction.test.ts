@@ -1,7 +1,14 @@
 import { DataSource, type DataSourceOptions, type EntityManager } from 'typeorm';
 import { SlotLockException, SlotLockService, digestForIndex } from '../../src';
 import { freshDataSource, setGlobals } from '../support/database';
-import { ENGINES, countOwned, freshEngineDataSource, lockRows, type TestEngine } from '../support/engines';
+import {
+  ENGINES,
+  countOwned,
+  createScratchTable,
+  freshEngineDataSource,
+  lockRows,
+  type TestEngine,
+} from '../support/engines';
 
 /**
  * SPEC 4.10 inside a caller's transaction: several calls in flight on one transaction
@@ -18,6 +25,12 @@ function within<T>(ms: number, promise: Promise<T>, what: string): Promise<T> {
     timer = setTimeout(() => reject(new Error(`${what} still pending after ${ms} ms`)), ms);
   });
   return Promise.race([promise, hung]).finally(() => clearTimeout(timer));
+}
+
+/** Runs `fn` after the event loop has turned once: after the I/O already queued has gone out. */
+async function afterATurn<T>(fn: () => Promise<T>): Promise<T> {
+  await new Promise((resolve) => setImmediate(resolve));
+  return fn();
 }
 
 /** Asserts each call's outcome matches the table: resolved means all its keys held by it, rejected means none. */
@@ -67,6 +80,24 @@ describe.each(ENGINES)('SPEC 4.10 several calls in flight on one transaction, on
     }
   });
 
+  test('the caller’s own statement in flight beside a failing call is not undone by it', async () => {
+    await createScratchTable(dataSource, 'app_row', [{ name: 'id', type: 'int' }]);
+    await service.acquireLocks(OTHER, ['taken']);
+    for (let round = 0; round < 5; round += 1) {
+      await dataSource.query('DELETE FROM app_row');
+      const [acquired, written] = await dataSource.transaction((manager) =>
+        Promise.allSettled([
+          service.acquireLocks('A', ['a.1', 'taken'], { manager }),
+          // Sent once the call's first statements are on their way (a savepoint, on PostgreSQL).
+          afterATurn(() => manager.query(`INSERT INTO app_row (id) VALUES (${round})`)),
+        ]),
+      );
+      expect(acquired.status).toBe('rejected');
+      expect(written.status).toBe('fulfilled');
+      expect(await dataSource.query('SELECT id FROM app_row')).toEqual([{ id: round }]);
+    }
+  });
+
   test('a release in flight beside a failing acquisition is not undone by it', async () => {
     await service.acquireLocks(OTHER, ['taken']);
     await service.acquireLocks('R', ['r.1', 'r.2']);
@@ -107,6 +138,24 @@ for (const engine of ENGINES.filter((candidate) => candidate.name === 'mariadb')
     afterAll(async () => {
       await dataSource?.destroy();
       await restore?.();
+    });
+
+    test('a chunked call that fails undoes its own rows only, not the caller’s statement in flight beside it', async () => {
+      await createScratchTable(dataSource, 'app_row', [{ name: 'id', type: 'int' }]);
+      const keys = Array.from({ length: 300 }, (_, i) => `undo(${i})`.padEnd(8 * 1024, '.'));
+      const last = [...keys].sort((a, b) => (digestForIndex(a) < digestForIndex(b) ? -1 : 1)).at(-1)!;
+      await service.acquireLocks(OTHER, [last]);
+      const [acquired, written] = await dataSource.transaction((manager) =>
+        Promise.allSettled([
+          service.acquireLocks('U', keys, { manager }),
+          afterATurn(() => manager.query('INSERT INTO app_row (id) VALUES (1)')),
+        ]),
+      );
+      expect(acquired.status).toBe('rejected');
+      expect(written.status).toBe('fulfilled');
+      expect(await dataSource.query('SELECT id FROM app_row')).toEqual([{ id: 1 }]);
+      expect(await countOwned(dataSource, 'U')).toBe(0);
+      await service.releaseLocks(OTHER);
     });
 
     test('each of two chunked calls is all or nothing', async () => {
@@ -291,3 +340,56 @@ describe.each(ENGINES)('SPEC 4.10 a manager of another DataSource, on $name', (e
     await service.releaseLocks('o');
   });
 });
+
+for (const engine of ENGINES.filter((candidate) => candidate.name === 'mariadb')) {
+  describe(`SPEC 4.10 calls queued on a transaction the server rolled back, on ${engine.name}`, () => {
+    let dataSource: DataSource;
+    let service: SlotLockService;
+
+    beforeAll(async () => {
+      dataSource = await freshEngineDataSource(engine, 'shared_tx_deadlock', {
+        poolSize: 5,
+      } as Partial<DataSourceOptions>);
+      service = new SlotLockService(dataSource);
+    });
+    afterAll(() => dataSource?.destroy());
+
+    test('a deadlock under one call: the calls queued behind it are refused, nothing runs in autocommit', async () => {
+      const heavy = Array.from({ length: 200 }, (_, i) => `heavy(${i})`);
+      let xHasC: () => void = () => undefined;
+      const xReady = new Promise<void>((resolve) => (xHasC = resolve));
+      let calls: Array<PromiseSettledResult<unknown>> = [];
+      // X holds kC, then asks for kA and kB at once; Y (heavier: InnoDB's victim is X)
+      // holds kA and asks for kC: a deadlock under X's first call.
+      const x = dataSource
+        .transaction(async (manager) => {
+          await service.acquireLocks('PHID-X', ['kC'], { manager });
+          xHasC();
+          await new Promise((resolve) => setTimeout(resolve, 400));
+          calls = await Promise.allSettled([
+            service.acquireLocks('PHID-X', ['kA'], { manager }),
+            service.acquireLocks('PHID-X', ['kB'], { manager }),
+            service.releaseLocks('PHID-X', { manager }),
+          ]);
+          throw new Error('X gives up');
+        })
+        .catch(() => undefined);
+      const y = dataSource
+        .transaction(async (manager) => {
+          await service.acquireLocks('PHID-Y', [...heavy, 'kA'], { manager });
+          await xReady;
+          await service.acquireLocks('PHID-Y', ['kC'], { manager }).catch(() => undefined);
+          throw new Error('Y rolls back');
+        })
+        .catch(() => undefined);
+      await Promise.all([x, y]);
+      expect(calls.map((call) => call.status)).toEqual(['rejected', 'rejected', 'rejected']);
+      for (const call of calls.slice(0, 2)) {
+        expect((call as PromiseRejectedResult).reason).toBeInstanceOf(SlotLockException);
+        expect(((call as PromiseRejectedResult).reason as SlotLockException).transactionRolledBack).toBe(true);
+      }
+      expect(String((calls[2] as PromiseRejectedResult).reason)).toMatch(/releaseLocks\(\{ manager \}\) not sent/);
+      expect(await lockRows(dataSource)).toEqual([]);
+    });
+  });
+}

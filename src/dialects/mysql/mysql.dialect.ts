@@ -104,6 +104,7 @@ export const mysqlDialect: SlotLockDialect = Object.freeze({
         placeholders(rows.length, '(?, ?, ?)'),
       params,
       rowCount: rows.length,
+      lockIndexes: rows.map((row) => row.lockIndex),
     };
   },
 
@@ -120,6 +121,13 @@ export const mysqlDialect: SlotLockDialect = Object.freeze({
     return {
       sql: `SELECT ${STORED_COLUMNS} FROM ${quoteTable(table)} WHERE ownerPHID = ? ORDER BY id`,
       params: [bytes(ownerPHID)],
+    };
+  },
+
+  deleteOwnedIndexes(table: string, ownerPHID: string, indexes: readonly string[]): SqlStatement {
+    return {
+      sql: `DELETE FROM ${quoteTable(table)} WHERE ownerPHID = ? AND lockIndex IN (${placeholders(indexes.length, '?')})`,
+      params: [bytes(ownerPHID), ...indexes],
     };
   },
 

@@ -81,12 +81,14 @@ export const postgresDialect: SlotLockDialect = Object.freeze({
         `WHERE NOT EXISTS (SELECT 1 FROM ${quoted} WHERE "lockIndex" IN (${indexes.join(', ')}))`,
       params,
       rowCount: rows.length,
+      lockIndexes: rows.map((row) => row.lockIndex),
     };
   },
 
   selectByIndexes: sql.selectByIndexes,
   selectByOwner: sql.selectByOwner,
   deleteByOwner: sql.deleteByOwner,
+  deleteOwnedIndexes: sql.deleteOwnedIndexes,
 
   classify(error: unknown): DriverErrorKind {
     const code = driverErrorOf(error)?.code;

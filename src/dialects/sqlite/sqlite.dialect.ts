@@ -53,12 +53,14 @@ export const sqliteDialect: SlotLockDialect = Object.freeze({
         placeholders(rows.length, '(?, ?, ?)'),
       params,
       rowCount: rows.length,
+      lockIndexes: rows.map((row) => row.lockIndex),
     };
   },
 
   selectByIndexes: sql.selectByIndexes,
   selectByOwner: sql.selectByOwner,
   deleteByOwner: sql.deleteByOwner,
+  deleteOwnedIndexes: sql.deleteOwnedIndexes,
 
   classify(error: unknown): DriverErrorKind {
     const code = driverErrorOf(error)?.code ?? '';

@@ -2,10 +2,11 @@ import { changeThroughTypeorm } from '../../compat/typeorm-driver';
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import { driverCause, LocksHeldError } from '../../errors/classify-error';
 import { SlotLockException, type SlotLockFailure } from '../../errors/slot-lock.exception';
+import type { InsertStatement } from '../../dialects/dialect';
 import type { RequestedLock } from '../check-input';
 import type { LockTable } from '../lock-table';
 import { serializePerConnection } from '../serialize-per-connection';
-import { insertAll } from './insert-all';
+import { insertOne } from './insert-all';
 
 /**
  * How long a conflict inside a caller's transaction waits for a second pooled
@@ -46,13 +47,48 @@ export function callerRunnerOf(
 }
 
 /**
+ * Transactions the server rolled back under one of the service's calls (a MySQL
+ * deadlock). The session is then in autocommit: a later call's statements would commit
+ * at once, outside the transaction the caller thinks it is in, and no rollback of the
+ * caller's could undo them. So later calls on it are refused until a new transaction
+ * is open on the runner.
+ */
+const rolledBackUnder = new WeakSet<QueryRunner>();
+
+/**
  * Runs one call's statements on the caller's transaction, after any other call of the
  * service still in flight on it: several calls on one transaction (`Promise.all` over
- * one manager) would otherwise interleave their savepoints, and one call's rollback
- * would undo another's rows after that call had resolved.
+ * one manager) would otherwise interleave, and one call's undoing could reach another's
+ * rows after that call had resolved. `refusal` is what to throw when the server has
+ * rolled the transaction back under an earlier call.
  */
-export function inCallerTransaction<T>(runner: QueryRunner, fn: () => Promise<T>): Promise<T> {
-  return serializePerConnection(runner, fn);
+export function inCallerTransaction<T>(
+  table: LockTable,
+  runner: QueryRunner,
+  refusal: () => Error,
+  fn: () => Promise<T>,
+): Promise<T> {
+  return serializePerConnection(runner, async () => {
+    if (rolledBackUnder.has(runner)) {
+      if (!(await table.dialect.transactionIsOpen(runner))) throw refusal();
+      rolledBackUnder.delete(runner); // the caller has begun a new transaction on this runner
+    }
+    try {
+      return await fn();
+    } catch (error) {
+      const rolledBack =
+        error instanceof SlotLockException
+          ? error.transactionRolledBack
+          : table.classify(error) === 'contention' && (await table.dialect.rollsBackTransaction(error, runner));
+      if (rolledBack) rolledBackUnder.add(runner);
+      throw error;
+    }
+  });
+}
+
+/** The SlotLockException of an acquisition on a transaction the server has rolled back already. */
+export function transactionGone(): SlotLockException {
+  return new SlotLockException({ failure: 'contention', lockMap: {}, transactionRolledBack: true });
 }
 
 /** What a failed insert inside a caller's transaction means. */
@@ -78,38 +114,47 @@ export async function tryInsertInCallerTransaction(
   locks: readonly RequestedLock[],
 ): Promise<CallerInsertFailure | undefined> {
   const statements = await table.insertStatements(runner, owner, locks);
-  // One MySQL statement is atomic and a failed one leaves the transaction usable;
-  // several statements, or an engine that aborts the whole transaction on an error
-  // (PostgreSQL), need a savepoint to undo only what this call did.
-  const savepoint =
-    statements.length > 1 || table.dialect.abortsTransactionOnError
-      ? `drydock_slotlock_${(savepointCount += 1)}`
-      : undefined;
+  // PostgreSQL aborts the caller's whole transaction on any failed statement: only a
+  // savepoint keeps it usable. MySQL and SQLite undo just the failed statement.
+  const savepoint = table.dialect.abortsTransactionOnError ? `drydock_slotlock_${(savepointCount += 1)}` : undefined;
+  const inserted: InsertStatement[] = [];
   try {
     if (savepoint !== undefined) await runner.query(`SAVEPOINT ${savepoint}`);
-    await insertAll(runner, statements);
+    for (const statement of statements) {
+      await insertOne(runner, statement);
+      inserted.push(statement);
+    }
     if (savepoint !== undefined) await runner.query(`RELEASE SAVEPOINT ${savepoint}`);
     return undefined;
   } catch (error) {
     const kind = table.classify(error);
-    if (kind === 'other') {
-      if (savepoint !== undefined) await undoSavepoint(runner, savepoint);
-      throw error;
-    }
-    const rolledBack = await table.dialect.rollsBackTransaction(error, runner);
-    let lockMap: Record<string, string>;
-    if (savepoint === undefined || rolledBack) {
-      // No savepoint to protect the caller's transaction, but none needed: a failed
-      // read leaves a MySQL transaction usable, and a rolled-back one is gone already.
+    const rolledBack = kind !== 'other' && (await table.dialect.rollsBackTransaction(error, runner));
+    let lockMap: Record<string, string> = {};
+    if (rolledBack) {
+      // The server rolled back the caller's whole transaction: nothing is left to undo.
       lockMap = await table.readLockMap(locks, runner);
+    } else if (savepoint !== undefined && !(error instanceof LocksHeldError)) {
+      // The error aborted the transaction (PostgreSQL): only rolling back to the savepoint
+      // revives it. That undoes this call's rows, and also whatever the caller ran on the
+      // same transaction meanwhile (README: await a call before using its transaction).
+      await runner.query(`ROLLBACK TO SAVEPOINT ${savepoint}`);
+      if (kind !== 'other') lockMap = await readInsideSavepoint(table, runner, locks, savepoint);
+      await runner.query(`RELEASE SAVEPOINT ${savepoint}`);
     } else {
-      // The read runs inside the savepoint, revived first if the error aborted it
-      // (PostgreSQL): should the read fail too, undoing the savepoint still leaves the
-      // caller's transaction as it was.
-      if (!(error instanceof LocksHeldError)) await runner.query(`ROLLBACK TO SAVEPOINT ${savepoint}`);
-      lockMap = await table.readLockMap(locks, runner);
-      await undoSavepoint(runner, savepoint);
+      // The failed statement left nothing (it is atomic; a quiet conflict inserted no row):
+      // delete exactly what this call's earlier statements inserted, and nothing else.
+      const undone = table.deleteInserted(runner, owner, inserted);
+      // After an unexpected error (a lost connection) the caller gets that error, not the undo's.
+      await (kind === 'other' ? undone.catch(() => undefined) : undone);
+      if (kind !== 'other') {
+        lockMap =
+          savepoint === undefined
+            ? await table.readLockMap(locks, runner)
+            : await readInsideSavepoint(table, runner, locks, savepoint);
+      }
+      if (savepoint !== undefined) await runner.query(`RELEASE SAVEPOINT ${savepoint}`);
     }
+    if (kind === 'other') throw error;
     return {
       failure: kind === 'conflict' ? 'held' : 'contention',
       transactionRolledBack: rolledBack,
@@ -119,9 +164,24 @@ export async function tryInsertInCallerTransaction(
   }
 }
 
-async function undoSavepoint(runner: QueryRunner, savepoint: string): Promise<void> {
-  await runner.query(`ROLLBACK TO SAVEPOINT ${savepoint}`).catch(() => undefined);
-  await runner.query(`RELEASE SAVEPOINT ${savepoint}`).catch(() => undefined);
+/**
+ * Reads the holders inside the call's savepoint on PostgreSQL: should the read fail (a
+ * statement timeout, say), rolling back to the savepoint keeps the caller's
+ * transaction usable, and the map comes back empty.
+ */
+async function readInsideSavepoint(
+  table: LockTable,
+  runner: QueryRunner,
+  locks: readonly RequestedLock[],
+  savepoint: string,
+): Promise<Record<string, string>> {
+  try {
+    const held = await table.loadHeld(locks, runner);
+    return Object.fromEntries(held.map((lock) => [lock.lockKey, lock.ownerPHID]));
+  } catch {
+    await runner.query(`ROLLBACK TO SAVEPOINT ${savepoint}`);
+    return {};
+  }
 }
 
 /**
@@ -136,7 +196,7 @@ export function acquireInCallerTransaction(
   locks: readonly RequestedLock[],
   readElsewhere: ReadLockMap,
 ): Promise<void> {
-  return inCallerTransaction(runner, async () => {
+  return inCallerTransaction(table, runner, transactionGone, async () => {
     const failed = await tryInsertInCallerTransaction(table, runner, owner, locks);
     if (failed === undefined) return;
     throw new SlotLockException({ ...failed, lockMap: await completeLockMap(locks, failed.lockMap, readElsewhere) });
@@ -149,7 +209,15 @@ export type ReadLockMap = (locks: readonly RequestedLock[]) => Promise<Record<st
 /** Deletes the owner's locks inside the caller's transaction; resolves to how many. */
 export function releaseInCallerTransaction(table: LockTable, runner: QueryRunner, owner: string): Promise<number> {
   const { sql, params } = table.deleteByOwner(owner);
-  return inCallerTransaction(runner, () => changeThroughTypeorm(runner, sql, [...params]));
+  return inCallerTransaction(table, runner, releaseRefused, () => changeThroughTypeorm(runner, sql, [...params]));
+}
+
+/** Why a release inside a transaction the server rolled back is not sent (it would run in autocommit). */
+function releaseRefused(): Error {
+  return new Error(
+    'drydock-slotlock: releaseLocks({ manager }) not sent: the server rolled back that transaction under an ' +
+      'earlier call (a deadlock), and the release would now run outside it; start a new transaction',
+  );
 }
 
 /**

@@ -97,3 +97,18 @@ export async function queryThroughTypeorm(
 export async function changeThroughTypeorm(runner: QueryRunner, sql: string, params: unknown[]): Promise<number> {
   return ((await queryThroughTypeorm(runner, sql, params, true)) as { affected?: number }).affected ?? 0;
 }
+
+/**
+ * The transaction status of the `pg` client under a query runner, as the server last
+ * reported it: `'I'` idle, `'T'` in a transaction, `'E'` in a failed transaction (which
+ * can only roll back). Undefined when it cannot be trusted: while a statement's answer
+ * is still being read (pg hands a failed statement's error to its caller before the
+ * server's "ready" message that carries the new status, so the status read then lags
+ * behind), or with a `pg` older than `getTransactionStatus()`.
+ */
+export async function postgresTransactionStatus(runner: QueryRunner): Promise<'I' | 'T' | 'E' | undefined> {
+  const client = (await runner.connect()) as { getTransactionStatus?: () => string | null; readyForQuery?: boolean };
+  if (typeof client.getTransactionStatus !== 'function' || client.readyForQuery !== true) return undefined;
+  const status = client.getTransactionStatus();
+  return status === 'I' || status === 'T' || status === 'E' ? status : undefined;
+}

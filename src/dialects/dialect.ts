@@ -79,6 +79,12 @@ export interface SlotLockDialect {
    * deadlock).
    */
   transactionIsOpen(runner: QueryRunner): Promise<boolean>;
+  /**
+   * True when `error` has certainly ended the transaction it happened in, so that later
+   * statements on the connection would run on their own (a MySQL deadlock). Synchronous:
+   * asked for every failed statement of `work`.
+   */
+  endsTransaction(error: unknown): boolean;
   /** True when the server has rolled back the caller's whole transaction because of `error`. */
   rollsBackTransaction(error: unknown, runner: QueryRunner): Promise<boolean>;
   /** The largest statement the server accepts, in bytes. */

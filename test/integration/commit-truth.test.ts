@@ -51,6 +51,32 @@ describe.each(ENGINES)('SPEC 4.10 commitWithLocks and work that catches its own 
     expect(await service.isLockFree('unit(1)')).toBe(false);
   });
 
+  if (engine.name !== 'sqlite') {
+    test('a failure work caught on the unit’s raw driver connection: rejects, nothing committed', async () => {
+      // PostgreSQL: any failure aborts the transaction. MySQL: ROLLBACK on the raw connection
+      // ends it as a deadlock would; the statements after it run in autocommit.
+      const ending = engine.name === 'postgres' ? 'SELECT 1 / 0' : 'ROLLBACK';
+      const outcome = await service
+        .commitWithLocks(OWNER, ['unit(raw)'], async (manager) => {
+          await insertWorkRow(manager, 'lost');
+          const connection = (await manager.queryRunner!.connect()) as {
+            query(sql: string, callback?: (error: unknown) => void): unknown;
+          };
+          await new Promise<void>((resolve) => {
+            const done = (): void => resolve();
+            const sent = connection.query(ending, done); // mysql2: callback; pg: a promise as well
+            if (sent instanceof Promise) sent.then(done, done);
+          });
+          return 'done';
+        })
+        .catch((e: unknown) => e);
+      expect(outcome).toBeInstanceOf(Error);
+      expect((outcome as Error).message).toMatch(/no longer open when work returned/);
+      expect(await workRows(dataSource)).toEqual([]);
+      expect(await service.isLockFree('unit(raw)')).toBe(true);
+    });
+  }
+
   if (engine.name === 'postgres') {
     test('a failure work caught outside a savepoint: rejects with that error, nothing committed', async () => {
       const outcome = await service
@@ -117,12 +143,18 @@ for (const engine of ENGINES.filter((candidate) => candidate.name === 'mariadb')
             await endTransaction(rival);
           }
         }
+        // A note of work's: after the deadlock it would commit on its own in autocommit.
+        await insertAs(manager, `PHID-DRYL-note-${attempts}`, `note(${attempts})`).catch(() => undefined);
         return attempts;
       });
       expect((caught as { driverError?: { errno?: number } }).driverError?.errno).toBe(1213);
       expect(result).toBe(2);
       expect(await service.isLockFree('unit(deadlock)')).toBe(false);
+      // Only the committed attempt's note: the first attempt's was not sent.
+      expect(await service.isLockFree('note(1)')).toBe(true);
+      expect(await service.isLockFree('note(2)')).toBe(false);
       await service.releaseLocks(OWNER);
+      await service.releaseLocks('PHID-DRYL-note-2');
     });
   });
 }

@@ -142,6 +142,10 @@ export const mysqlDialect: SlotLockDialect = Object.freeze({
     return 'other';
   },
 
+  endsTransaction(error: unknown): boolean {
+    return driverErrorOf(error)?.errno === MYSQL_ERRORS.deadlock;
+  },
+
   async transactionIsOpen(runner: QueryRunner): Promise<boolean> {
     // After a deadlock the server has rolled back and the session runs in autocommit again.
     const rows = (await runner.query('SELECT @@in_transaction AS open')) as Array<{ open: unknown }>;

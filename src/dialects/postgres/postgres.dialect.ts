@@ -1,4 +1,5 @@
 import type { DataSource, QueryRunner } from 'typeorm';
+import { postgresTransactionStatus } from '../../compat/typeorm-driver';
 import { driverErrorOf } from '../../errors/driver-error-of';
 import type { DriverErrorKind, InsertStatement, LockRow, SlotLockDialect } from '../dialect';
 import { portableTableMigration, type PortableColumnTypes } from '../portable-schema';
@@ -103,7 +104,14 @@ export const postgresDialect: SlotLockDialect = Object.freeze({
     return 'other';
   },
 
+  endsTransaction(): boolean {
+    // An error aborts the transaction, but PostgreSQL then refuses every later statement (25P02).
+    return false;
+  },
+
   async transactionIsOpen(runner: QueryRunner): Promise<boolean> {
+    const status = await postgresTransactionStatus(runner);
+    if (status !== undefined) return status === 'T';
     try {
       await runner.query('SELECT 1');
       return true;

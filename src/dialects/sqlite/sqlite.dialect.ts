@@ -69,6 +69,10 @@ export const sqliteDialect: SlotLockDialect = Object.freeze({
     return 'other';
   },
 
+  endsTransaction(): boolean {
+    return false;
+  },
+
   async transactionIsOpen(runner: QueryRunner): Promise<boolean> {
     // SQLite rolls a transaction back by itself on a few errors (SQLITE_FULL, SQLITE_IOERR…).
     return sqliteConnectionOf(runner.connection)?.inTransaction ?? true;

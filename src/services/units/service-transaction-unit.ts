@@ -55,55 +55,70 @@ export async function insertOrReport(
 
 /**
  * Runs the caller's `work` inside the service's transaction and makes sure the
- * transaction is still there to commit. When `work` catches the failure of one of its
- * own statements and returns, the server may have ended the transaction already:
- * PostgreSQL aborts it on any error (its COMMIT then quietly rolls back), MySQL rolls
- * it back on a deadlock (and runs later statements in autocommit). Resolving then would
- * report locks and writes that were never committed (SPEC 4.10), so the statement's
- * own error is thrown instead: the unit rolls back, and contention is retried as usual.
- * Statements that fail inside a savepoint `work` rolled back leave the transaction
- * whole; the check costs one query, only after a statement failed.
+ * transaction is still there to commit (SPEC 4.10). When `work` catches the failure of
+ * one of its own statements and returns, the server may have ended the transaction:
+ * PostgreSQL aborts it on any error (its COMMIT then quietly rolls back), MySQL rolls it
+ * back on a deadlock and runs later statements in autocommit. Resolving then would
+ * report locks and writes that were never committed. So:
+ * - after a statement through the unit's runner ended the transaction (a MySQL deadlock),
+ *   the runner sends no more of `work`'s statements: they would commit one by one;
+ * - before COMMIT the service asks whether the transaction is still open (free on
+ *   PostgreSQL and SQLite; one query on MySQL, which has no other way to tell), and if
+ *   not, throws the statement's own error (the unit rolls back; contention is retried as
+ *   anywhere in the unit), or a clear one when the failure went round the runner.
  */
 export async function runWork<T>(
   table: LockTable,
   runner: QueryRunner,
   work: (manager: EntityManager) => T | Promise<T>,
 ): Promise<T> {
-  const watch = watchFailedStatements(runner);
+  const watch = watchStatements(table, runner);
   let result: T;
   try {
     result = await work(runner.manager);
   } finally {
     watch.stop();
   }
-  if (watch.failed && !(await table.dialect.transactionIsOpen(runner))) throw watch.firstError;
+  if (!(await table.dialect.transactionIsOpen(runner))) {
+    throw (
+      watch.firstError ??
+      new Error(
+        'drydock-slotlock: commitWithLocks: the transaction was no longer open when work returned ' +
+          '(a statement of work failed outside its manager, or work ended the transaction itself); ' +
+          'nothing of the unit was committed',
+      )
+    );
+  }
   return result;
 }
 
 /**
- * Notes whether a statement sent through `runner` failed, until `stop()`: the first
- * error is the one that ended a transaction. `runner` is the service's own, made for
- * this unit, so wrapping its `query` touches nobody else's object.
+ * Watches the statements `work` sends through `runner` until `stop()`: remembers the
+ * first that failed, and once one has certainly ended the transaction, sends no more.
+ * `runner` is the service's own, made for this unit, so wrapping its `query` touches
+ * nobody else's object.
  */
-function watchFailedStatements(runner: QueryRunner): {
-  readonly failed: boolean;
-  readonly firstError: unknown;
-  stop(): void;
-} {
+function watchStatements(table: LockTable, runner: QueryRunner): { readonly firstError: unknown; stop(): void } {
   const original = runner.query;
-  const state = { failed: false, firstError: undefined as unknown };
+  const state: { firstError: unknown; ended: boolean } = { firstError: undefined, ended: false };
   runner.query = async function query(this: QueryRunner, ...args: Parameters<QueryRunner['query']>) {
+    if (state.ended) {
+      throw new Error(
+        'drydock-slotlock: statement not sent: the server rolled back the transaction of this ' +
+          'commitWithLocks unit at an earlier statement (a deadlock), and this one would commit on its own; ' +
+          'the unit will be retried',
+        { cause: state.firstError },
+      );
+    }
     try {
       return await original.apply(this, args);
     } catch (error) {
-      if (!state.failed) Object.assign(state, { failed: true, firstError: error });
+      state.firstError ??= error;
+      if (table.dialect.endsTransaction(error)) state.ended = true;
       throw error;
     }
   } as QueryRunner['query'];
   return {
-    get failed() {
-      return state.failed;
-    },
     get firstError() {
       return state.firstError;
     },

@@ -107,7 +107,7 @@ export function checkLimit(limit: unknown, argumentName = 'limit'): number {
 }
 
 function toKeyArray(lockKeys: unknown, argumentName: string): readonly unknown[] {
-  if (typeof lockKeys === 'string') {
+  if (typeof lockKeys === 'string' || lockKeys instanceof String) {
     throw new TypeError(`${argumentName} must be an array of strings, got a string; wrap a single key: [key]`);
   }
   if (Array.isArray(lockKeys)) return lockKeys;

@@ -47,26 +47,27 @@ function sleep(ms: number): Promise<void> {
 const BUSY_POLL_MAX_MS = 50;
 
 /**
- * Runs `attempt` until it succeeds, throws something that is not "busy", or `timeoutMs`
- * have passed (then throws the last busy error, for the contention retries to judge).
- * SQLite's own busy handler does this synchronously, which with better-sqlite3 blocks
- * the event loop; here the wait between tries lets the process's other transactions
- * (the app's, holding the lock) run to their end. The pauses grow from 1 ms to
- * {@link BUSY_POLL_MAX_MS}, jittered, as SQLite's own handler's do.
+ * Runs `attempt` until it succeeds, throws something that is not "busy", or `deadline`
+ * (a `Date.now()` time) has passed: then throws the last busy error, which the
+ * contention retries around it judge like any other (one busy timeout per attempt, as
+ * SQLite's own handler gives). SQLite's handler waits synchronously, which with
+ * better-sqlite3 blocks the event loop; here the wait between tries lets the process's
+ * other transactions (the app's, holding the lock) run to their end. The pauses grow
+ * from 1 ms to {@link BUSY_POLL_MAX_MS}, jittered, as SQLite's own handler's do.
  */
 export async function waitOutBusy<T>(
-  timeoutMs: number,
+  deadline: number,
   isBusy: (error: unknown) => boolean,
   attempt: () => Promise<T>,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (let tries = 0; ; tries += 1) {
+  for (let tries = 1; ; tries += 1) {
     try {
       return await attempt();
     } catch (error) {
+      if (!isBusy(error)) throw error;
       const remaining = deadline - Date.now();
-      if (!isBusy(error) || remaining <= 0) throw error;
-      const ceiling = Math.min(BUSY_POLL_MAX_MS, 2 ** tries);
+      if (remaining <= 0) throw error;
+      const ceiling = Math.min(BUSY_POLL_MAX_MS, 2 ** (tries - 1));
       await sleep(Math.min(remaining, ceiling / 2 + (Math.random() * ceiling) / 2));
     }
   }

@@ -6,6 +6,22 @@ interface Queue {
   tail: Promise<unknown>;
 }
 
+/** Options of {@link serializePerConnection}. */
+export interface SerializeOptions {
+  /**
+   * The unit runs the caller's code (`work` in `commitWithLocks`): a call made from inside
+   * it runs at once instead of waiting for itself. Only such units pay for
+   * AsyncLocalStorage, which on Node 20 slows every promise of the process once used.
+   */
+  readonly reentrant?: boolean;
+  /**
+   * How long the unit may wait for its turn, in milliseconds; then it rejects with
+   * `timeoutError()` and never runs. Default: no limit.
+   */
+  readonly maxWaitMs?: number;
+  readonly timeoutError?: () => unknown;
+}
+
 const queues = new WeakMap<object, Queue>();
 const held = new AsyncLocalStorage<ReadonlySet<object>>();
 
@@ -13,33 +29,69 @@ const held = new AsyncLocalStorage<ReadonlySet<object>>();
  * Runs `fn` after every earlier call for the same `key` has settled; `fn` learns whether
  * it runs nested inside a reentrant unit.
  *
- * TypeORM gives every SQLite query runner the same connection, so two transactions of
- * one process would interleave on it (the second BEGIN fails, or one's statements land
- * in the other's transaction). The service therefore runs its own SQLite work one unit
- * at a time per DataSource. With nothing queued, `fn` starts at once: the common case
- * costs no extra turn of the event loop.
- *
- * A `reentrant` unit runs user code (`work` in `commitWithLocks`): a call made from
- * inside it runs at once instead of waiting for itself. Only those units pay for
- * AsyncLocalStorage, which on Node 20 slows every promise of the process once used.
+ * A connection runs one transaction at a time: two units of one process would
+ * interleave on it (the second BEGIN fails, or one's statements land in the other's
+ * transaction). So units that share one connection run one at a time (the service's
+ * SQLite units; calls on one caller's transaction). With nothing queued, `fn` starts at
+ * once: the common case costs no extra turn of the event loop.
  */
 export function serializePerConnection<T>(
   key: object,
   fn: (nested: boolean) => Promise<T>,
-  reentrant = false,
+  options: SerializeOptions = {},
 ): Promise<T> {
   const outer = held.getStore();
   if (outer?.has(key)) return fn(true);
-  const run = reentrant
+  const run = options.reentrant
     ? (): Promise<T> => held.run(new Set(outer ?? []).add(key), () => fn(false))
     : (): Promise<T> => fn(false);
   let queue = queues.get(key);
   if (queue === undefined) queues.set(key, (queue = { size: 0, tail: Promise.resolve() }));
-  const result = queue.size === 0 ? run() : queue.tail.then(run, run);
+
+  let result: Promise<T>;
+  let turn: Promise<unknown>;
+  if (queue.size === 0) {
+    result = run();
+    turn = result;
+  } else if (options.maxWaitMs === undefined) {
+    result = queue.tail.then(run);
+    turn = result;
+  } else {
+    ({ result, turn } = runWithinWait(queue.tail, run, options.maxWaitMs, options.timeoutError));
+  }
   queue.size += 1;
   const settled = (): void => {
     queue.size -= 1;
   };
-  queue.tail = result.then(settled, settled);
+  // The next unit waits for this one to finish, or for its place to pass if it gave up.
+  queue.tail = turn.then(settled, settled);
   return result;
+}
+
+/** True when the current code runs inside a reentrant unit of `key` (see {@link serializePerConnection}). */
+export function insideUnitOf(key: object): boolean {
+  return held.getStore()?.has(key) === true;
+}
+
+function runWithinWait<T>(
+  previous: Promise<unknown>,
+  run: () => Promise<T>,
+  maxWaitMs: number,
+  timeoutError: (() => unknown) | undefined,
+): { result: Promise<T>; turn: Promise<unknown> } {
+  let gaveUp = false;
+  const turn = previous.then(() => (gaveUp ? undefined : run()));
+  const result = new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      gaveUp = true;
+      reject(timeoutError?.() ?? new Error(`waited ${maxWaitMs} ms for the units before this one`));
+    }, maxWaitMs);
+    // Once its turn has come the unit runs to its end: no timeout after that.
+    void previous.then(() => clearTimeout(timer));
+    turn.then(
+      (value) => gaveUp || resolve(value as T),
+      (error: unknown) => gaveUp || reject(error),
+    );
+  });
+  return { result, turn };
 }

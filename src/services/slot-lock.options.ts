@@ -72,9 +72,9 @@ export function resolveSlotLockOptions(options: SlotLockServiceOptions = {}): Re
     throw new TypeError('SlotLockService options must be an object');
   }
   const tableName = options.tableName ?? DEFAULT_SLOT_LOCK_OPTIONS.tableName;
-  if (typeof tableName !== 'string' || !/^[A-Za-z0-9_$]+(\.[A-Za-z0-9_$]+)?$/.test(tableName)) {
+  if (typeof tableName !== 'string' || !/^[\p{L}\p{N}_$-]{1,64}(\.[\p{L}\p{N}_$-]{1,64})?$/u.test(tableName)) {
     throw new TypeError(
-      `options.tableName must be a table name, optionally "database.table", of letters, digits, _ and $; got ${JSON.stringify(tableName)}`,
+      `options.tableName must be a table name, optionally "database.table" or "schema.table", each part of 1 to 64 letters, digits, _, $ or -; got ${JSON.stringify(tableName)}`,
     );
   }
   const maxKeyBytes = options.maxKeyBytes ?? DEFAULT_SLOT_LOCK_OPTIONS.maxKeyBytes;

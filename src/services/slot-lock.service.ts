@@ -357,7 +357,10 @@ export class SlotLockService {
 
   /** Who holds `locks`, read on the service's own connection right after a failure. */
   readonly #readLockMap = (locks: readonly RequestedLock[]): Promise<Record<string, string>> =>
-    this.#connection.exclusive((dataSource) => this.#table.readLockMap(locks, dataSource));
+    this.#connection
+      .exclusive((dataSource) => this.#table.readLockMap(locks, dataSource))
+      // Not read in time (SQLite: the busy timeout ran out in the queue): the failure stands, its map empty.
+      .catch(() => ({}));
 
   #retryFor(options: SlotLockCallOptions | CommitWithLocksOptions): Readonly<RetryOptions> {
     if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');

@@ -52,6 +52,12 @@ const CASES: Case[] = [
     /^lockKeys must be an array of strings, got a string/,
   ],
   [
+    'keys as a String object',
+    (s) => s.acquireLocks(OWNER, new String('ab') as unknown as string[]),
+    TypeError,
+    /^lockKeys must be an array of strings, got a string/,
+  ],
+  [
     'keys not iterable',
     (s) => s.acquireLocks(OWNER, 7 as unknown as string[]),
     TypeError,

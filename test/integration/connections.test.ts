@@ -1,6 +1,30 @@
+import { existsSync, mkdirSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
 import { DataSource, type DataSourceOptions, type EntityManager } from 'typeorm';
 import { SlotLockException, SlotLockService, dataSourceOptionsFromUrl } from '../../src';
-import { ENGINES, clearLocks, createScratchTable, freshEngineDataSource } from '../support/engines';
+import { ENGINES, clearLocks, createScratchTable, freshEngineDataSource, lockRows } from '../support/engines';
+
+/**
+ * A call made as another request would make it: outside the async context of whatever
+ * calls `start()` (a service unit tells its own nested calls apart by that context).
+ */
+function outsideTheUnit<T>(call: () => Promise<T>): { start: () => void; started: Promise<T> } {
+  let start: () => void = () => undefined;
+  const go = new Promise<void>((resolve) => (start = resolve));
+  return { start, started: go.then(call) };
+}
+
+/** How many file descriptors of this process point at `file` (Linux: /proc/self/fd). */
+function openDescriptorsOf(file: string): number {
+  return readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`) === file;
+    } catch {
+      return false; // closed while listing
+    }
+  }).length;
+}
 
 describe.each(ENGINES)('connections on $name', (engine) => {
   let setup: DataSource;
@@ -163,6 +187,201 @@ describe.each(ENGINES)('connections on $name', (engine) => {
         expect(await service.isLockFree('shared(5)')).toBe(false);
         await service.releaseLocks('PHID-UNIT');
       });
+    });
+
+    describe('SPEC 4.11 the service’s own connection follows the app’s', () => {
+      const work = path.join(tmpdir(), `slotlock-own-${process.pid}`);
+      beforeEach(() => {
+        rmSync(work, { recursive: true, force: true });
+        mkdirSync(path.join(work, 'elsewhere'), { recursive: true });
+      });
+      afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+      async function open(file: string): Promise<DataSource> {
+        const dataSource = new DataSource({ ...setup.options, database: file } as DataSourceOptions);
+        await dataSource.initialize();
+        await dataSource.runMigrations();
+        return dataSource;
+      }
+
+      test('a relative path, then another working directory: the service uses the app’s file', async () => {
+        const cwd = process.cwd();
+        process.chdir(work);
+        let app: DataSource | undefined;
+        const service = () => new SlotLockService(app!);
+        try {
+          app = await open('relative.sqlite');
+          process.chdir(path.join(work, 'elsewhere'));
+          const slotLocks = service();
+          await slotLocks.acquireLocks('PHID-SERVICE', ['host(7)']);
+          await expect(
+            app.transaction((manager) => slotLocks.acquireLocks('PHID-APP', ['host(7)'], { manager })),
+          ).rejects.toBeInstanceOf(SlotLockException);
+          expect((await lockRows(app)).map((row) => row.ownerPHID)).toEqual(['PHID-SERVICE']);
+          expect(existsSync(path.join(work, 'elsewhere', 'relative.sqlite'))).toBe(false);
+          await slotLocks.close();
+        } finally {
+          process.chdir(cwd);
+          await app?.destroy();
+        }
+      });
+
+      test('the app’s DataSource destroyed, its file replaced, initialized again: the service follows', async () => {
+        const file = path.join(work, 'replaced.sqlite');
+        const app = await open(file);
+        const slotLocks = new SlotLockService(app);
+        try {
+          await slotLocks.acquireLocks('PHID-1', ['before']);
+          await app.destroy();
+          for (const suffix of ['', '-wal', '-shm']) rmSync(file + suffix, { force: true });
+          await app.initialize();
+          await app.runMigrations();
+          expect(await slotLocks.isLockFree('before')).toBe(true);
+          await slotLocks.acquireLocks('PHID-2', ['after']);
+          expect((await lockRows(app)).map((row) => row.lockKey)).toEqual(['after']);
+        } finally {
+          await slotLocks.close();
+          await app.destroy();
+        }
+      });
+
+      test('two services on one DataSource share one connection: each accepts the other’s managers', async () => {
+        const app = await open(path.join(work, 'two.sqlite'));
+        const first = new SlotLockService(app);
+        const second = new SlotLockService(app);
+        try {
+          const result = await first.commitWithLocks('PHID-A', ['a'], async (manager) => {
+            await second.acquireLocks('PHID-B', ['b'], { manager });
+            await second.acquireLocks('PHID-C', ['c']); // nested in the unit, not waiting for it
+            return 'done';
+          });
+          expect(result).toBe('done');
+          expect((await lockRows(app)).map((row) => row.lockKey).sort()).toEqual(['a', 'b', 'c']);
+        } finally {
+          await first.close();
+          await app.destroy();
+        }
+      });
+
+      test('a call that waits for a unit which awaits it gives up after the busy timeout, and the unit commits', async () => {
+        const app = new DataSource({
+          ...setup.options,
+          database: path.join(work, 'wait.sqlite'),
+          timeout: 300,
+        } as DataSourceOptions);
+        await app.initialize();
+        await app.runMigrations();
+        const slotLocks = new SlotLockService(app);
+        try {
+          // Started by another request (outside the unit), then awaited by the unit: it queues behind it.
+          const { start, started } = outsideTheUnit(() =>
+            slotLocks.acquireLocks('PHID-O', ['o'], { retry: { attempts: 1 } }),
+          );
+          const unit = slotLocks.commitWithLocks('PHID-U', ['u'], () => {
+            start();
+            return started.catch((e: unknown) => e);
+          });
+          const waited = (await unit) as SlotLockException;
+          expect(waited).toBeInstanceOf(SlotLockException);
+          expect(waited.failure).toBe('contention');
+          expect(await slotLocks.isLockFree('u')).toBe(false);
+          expect(await slotLocks.isLockFree('o')).toBe(true);
+        } finally {
+          await slotLocks.close();
+          await app.destroy();
+        }
+      });
+
+      test('a writer holding the file: each attempt waits up to the busy timeout, without blocking the event loop', async () => {
+        const file = path.join(work, 'held.sqlite');
+        const app = new DataSource({ ...setup.options, database: file, timeout: 300 } as DataSourceOptions);
+        await app.initialize();
+        await app.runMigrations();
+        // Another connection to the file (as another process would hold it) keeps the write lock.
+        const other = new DataSource({ ...setup.options, database: file, migrations: [] } as DataSourceOptions);
+        await other.initialize();
+        const slotLocks = new SlotLockService(app);
+        const holder = other.createQueryRunner();
+        let ticks = 0;
+        const ticker = setInterval(() => (ticks += 1), 10);
+        try {
+          await holder.startTransaction();
+          await holder.query('INSERT INTO drydock_slotlock ("ownerPHID", "lockIndex", "lockKey") VALUES (?, ?, ?)', [
+            'PHID-HOLDER',
+            'zzzzzzzzzzzz',
+            'held-elsewhere',
+          ]);
+          const started = Date.now();
+          const error = (await slotLocks
+            .acquireLocks('PHID-W', ['w'], { retry: { attempts: 2, baseDelayMs: 0, maxDelayMs: 0 } })
+            .catch((e: unknown) => e)) as SlotLockException;
+          const elapsed = Date.now() - started;
+          expect(error).toBeInstanceOf(SlotLockException);
+          expect(error.failure).toBe('contention');
+          expect(error.attempts).toBe(2);
+          // Two attempts of one busy timeout each; better-sqlite3's own wait would have frozen the timer.
+          expect(elapsed).toBeGreaterThanOrEqual(550);
+          expect(ticks).toBeGreaterThan(20);
+        } finally {
+          clearInterval(ticker);
+          await holder.rollbackTransaction();
+          await holder.release();
+          await other.destroy();
+          await slotLocks.close();
+          await app.destroy();
+        }
+      });
+
+      test('close() while the first call opens the connection: the call ends first, then nothing is left open', async () => {
+        const file = path.join(work, 'closing.sqlite');
+        const app = await open(file);
+        const slotLocks = new SlotLockService(app);
+        const inFlight = slotLocks.acquireLocks('PHID-F', ['f']);
+        await slotLocks.close();
+        await expect(inFlight).resolves.toBeUndefined();
+        await app.destroy();
+        expect(openDescriptorsOf(file)).toBe(0);
+      });
+    });
+
+    test('an in-memory database: the app’s transaction begun while a unit runs is refused, not nested in it', async () => {
+      const memory = new DataSource({
+        ...setup.options,
+        database: ':memory:',
+        migrationsRun: true,
+      } as DataSourceOptions);
+      await memory.initialize();
+      await createScratchTable(memory, 'app_row', [{ name: 'name', type: 'varchar', length: '64' }]);
+      const service = new SlotLockService(memory);
+      try {
+        for (const workThrows of [true, false]) {
+          // Another request's transaction, begun while the unit's work runs.
+          const { start, started } = outsideTheUnit(() =>
+            memory.transaction((appManager) => appManager.query('INSERT INTO app_row (name) VALUES (?)', ['app'])),
+          );
+          const appOutcome = started.catch((e: unknown) => e);
+          const unit = service
+            .commitWithLocks(`PHID-${String(workThrows)}`, [`k(${String(workThrows)})`], async (manager) => {
+              await manager.query('INSERT INTO app_row (name) VALUES (?)', ['work']);
+              start();
+              await appOutcome;
+              if (workThrows) throw new Error('work failed');
+              return 'done';
+            })
+            .catch((e: unknown) => e);
+          const outcome = await unit;
+          expect(String(await appOutcome)).toMatch(
+            /a transaction cannot begin or end on this in-memory SQLite DataSource/,
+          );
+          const rows = (await memory.query('SELECT name FROM app_row')) as Array<{ name: string }>;
+          expect(rows.map((row) => row.name)).toEqual(workThrows ? [] : ['work']);
+          if (workThrows) expect(String(outcome)).toMatch(/work failed/);
+          else expect(outcome).toBe('done');
+          await memory.query('DELETE FROM app_row');
+        }
+      } finally {
+        await memory.destroy();
+      }
     });
 
     test('an in-memory database has only the app’s connection: while its transaction is open, the service refuses', async () => {

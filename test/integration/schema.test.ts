@@ -251,6 +251,21 @@ for (const engine of ENGINES.filter((candidate) => candidate.name === 'postgres'
       expect(await service.releaseLocks('PHID-schema')).toBe(1);
     });
 
+    test('a schema whose name needs quoting (my-schema) works the same', async () => {
+      await plain.query('CREATE SCHEMA IF NOT EXISTS "my-schema"');
+      const hyphenated = new DataSource({ ...plain.options, schema: 'my-schema' } as DataSourceOptions);
+      await hyphenated.initialize();
+      try {
+        await hyphenated.runMigrations();
+        const slotLocks = new SlotLockService(hyphenated);
+        await slotLocks.acquireLocks('PHID-hyphen', ['quoted']);
+        expect(await countRows(plain, '"my-schema".drydock_slotlock')).toBe(1);
+        expect(await slotLocks.releaseLocks('PHID-hyphen')).toBe(1);
+      } finally {
+        await hyphenated.destroy();
+      }
+    });
+
     test('a public.drydock_slotlock on the search path gets none of its locks', async () => {
       await plain.runMigrations(); // creates public.drydock_slotlock (and public.migrations)
       expect(await countRows(plain, 'public.drydock_slotlock')).toBe(0);

@@ -54,10 +54,11 @@ export const postgresDialect: SlotLockDialect = Object.freeze({
   tableOf(dataSource: DataSource, table: string): string {
     const schema = (dataSource.options as { schema?: string }).schema;
     if (schema === undefined || table.includes('.')) return table;
-    if (!/^[A-Za-z0-9_$]+$/.test(schema)) {
+    // Quoted when the SQL is written; the same characters as the tableName option allows.
+    if (!/^[\p{L}\p{N}_$-]{1,63}$/u.test(schema)) {
       throw new TypeError(
-        `dataSource: schema ${JSON.stringify(schema)} is not supported by drydock-slotlock (letters, digits, _ and $); ` +
-          'name the table with the tableName option instead, e.g. "schema.drydock_slotlock"',
+        `dataSource: schema ${JSON.stringify(schema)} is not supported by drydock-slotlock (letters, digits, _, $ ` +
+          'and - only): give the lock table another schema with the tableName option, e.g. "locks.drydock_slotlock"',
       );
     }
     return `${schema}.${table}`;

@@ -1,9 +1,8 @@
 import { DataSource, type DataSourceOptions, type Logger } from 'typeorm';
+import { sqliteConnectionOf, type SqliteDatabase } from '../../compat/typeorm-driver';
 
-/** True when `database` names no file another connection could open (`:memory:`, or empty: a temporary database). */
-function isPrivateDatabase(database: unknown): boolean {
-  return typeof database !== 'string' || database === '' || database === ':memory:' || database.includes('mode=memory');
-}
+/** One per app DataSource, shared by every service made with it (one queue, one connection). */
+const byAppDataSource = new WeakMap<DataSource, SqliteOwnConnection>();
 
 /**
  * The service's own connection to a SQLite DataSource's file (SPEC 4.11).
@@ -13,41 +12,56 @@ function isPrivateDatabase(database: unknown): boolean {
  * a savepoint inside it (and the service's statements become part of the app's), so
  * one side's rollback undoes what the other committed. The service's own units
  * (acquisitions, releases, `commitWithLocks`, reads) therefore run on a DataSource of
- * their own on the same file, made from the app's options when first needed: the two
- * sides' transactions never mix, and SQLite's file lock orders them as it orders
- * processes. An in-memory database cannot be opened twice; there the service shares the
- * app's connection and refuses to run while the app's transaction is open.
+ * their own, made from the app's options when first needed, on the very file the app's
+ * connection has open: the two sides' transactions never mix, and SQLite's file lock
+ * orders them as it orders processes. An in-memory database cannot be opened twice;
+ * there the service shares the app's connection (see `ServiceConnection`).
  */
 export class SqliteOwnConnection {
   readonly #main: DataSource;
   #own: DataSource | undefined;
+  /** The app's connection the service's was opened beside: when it changes, so must the service's. */
+  #besides: SqliteDatabase | undefined;
   #opening: Promise<DataSource> | undefined;
+  /** The app connection whose file was last looked up, and that file (undefined: in memory). */
+  #checked: SqliteDatabase | undefined;
+  #appFile: string | undefined;
 
-  constructor(main: DataSource) {
+  private constructor(main: DataSource) {
     this.#main = main;
   }
 
-  /** True when the service's units share the app's connection (an in-memory database). */
-  get sharesAppConnection(): boolean {
-    return isPrivateDatabase(this.#main.options.database);
+  /** The service connection of an app DataSource, shared by all services made with it. */
+  static of(main: DataSource): SqliteOwnConnection {
+    let connection = byAppDataSource.get(main);
+    if (connection === undefined) byAppDataSource.set(main, (connection = new SqliteOwnConnection(main)));
+    return connection;
   }
 
-  /** The service's DataSource once it is open, without waiting; undefined before. */
+  /** The service's DataSource when it is open beside the app's current connection, without waiting. */
   get ready(): DataSource | undefined {
-    return this.#main.isInitialized ? this.#own : undefined;
+    return this.#own !== undefined && this.#besides === sqliteConnectionOf(this.#main) && this.#besides?.open === true
+      ? this.#own
+      : undefined;
   }
 
-  /** The service's DataSource on the file, opened on first use. */
+  /** The DataSource the service's units run on: its own, opened (again) when needed, or the app's. */
   async get(): Promise<DataSource> {
-    if (!this.#main.isInitialized) {
+    const app = sqliteConnectionOf(this.#main);
+    if (!this.#main.isInitialized || app === undefined) {
       await this.close();
       throw new Error(
         'drydock-slotlock: the SQLite DataSource is not initialized (call dataSource.initialize() first)',
       );
     }
-    if (this.sharesAppConnection) return this.#main;
-    if (this.#own !== undefined) return this.#own;
-    this.#opening ??= this.#open().finally(() => {
+    if (this.ready !== undefined) return this.#own!;
+    if (app !== this.#checked) {
+      this.#checked = app;
+      this.#appFile = fileOf(app);
+    }
+    // An in-memory or temporary database cannot be opened twice: share the app's connection.
+    if (this.#appFile === undefined) return this.#main;
+    this.#opening ??= this.#reopen(app).finally(() => {
       this.#opening = undefined;
     });
     return this.#opening;
@@ -70,16 +84,29 @@ export class SqliteOwnConnection {
     return (this.#main.options as { timeout?: number }).timeout ?? 5000;
   }
 
-  /** Closes the service's own connection; the next call opens a new one. */
+  /** Settles once an opening in progress has ended (either way). */
+  async opened(): Promise<void> {
+    await this.#opening?.catch(() => undefined);
+  }
+
+  /** Closes the service's own connection (after an opening in progress); the next call opens a new one. */
   async close(): Promise<void> {
+    await this.#opening?.catch(() => undefined);
     const own = this.#own;
     this.#own = undefined;
+    this.#besides = undefined;
     if (own?.isInitialized) await own.destroy();
   }
 
-  async #open(): Promise<DataSource> {
+  async #reopen(app: SqliteDatabase): Promise<DataSource> {
+    const previous = this.#own;
+    this.#own = undefined;
+    if (previous?.isInitialized) await previous.destroy();
     const own = new DataSource({
       ...this.#main.options,
+      // The file the app's connection has open, by its absolute path: the app's option may
+      // be relative to a working directory that has changed since.
+      database: this.#appFile,
       // The app's schema and migrations are the app's business: open, nothing else.
       synchronize: false,
       migrationsRun: false,
@@ -93,8 +120,17 @@ export class SqliteOwnConnection {
     // The app's subscribers see the entity events of `work`, as they would on its own connection.
     own.subscribers.push(...this.#main.subscribers);
     this.#own = own;
+    this.#besides = app;
     return own;
   }
+}
+
+/** The absolute path of the file a connection has open; undefined for an in-memory or temporary database. */
+function fileOf(connection: SqliteDatabase): string | undefined {
+  if (connection.memory) return undefined;
+  const databases = connection.pragma('database_list') as Array<{ name: string; file: string }>;
+  const file = databases.find((database) => database.name === 'main')?.file;
+  return file === undefined || file === '' ? undefined : file;
 }
 
 /**

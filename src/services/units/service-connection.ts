@@ -1,11 +1,11 @@
 import type { DataSource, QueryRunner } from 'typeorm';
-import { changeThroughTypeorm, sqliteSharedRunnerOf } from '../../compat/typeorm-driver';
+import { changeThroughTypeorm } from '../../compat/typeorm-driver';
 import { driverErrorOf } from '../../errors/driver-error-of';
 import type { SlotLockDialect, SqlStatement } from '../../dialects/dialect';
 import { canSkipQueryRunner } from '../../dialects/direct-query';
 import { SqliteOwnConnection } from '../../dialects/sqlite/own-connection';
 import { waitOutBusy } from '../retry-on-contention';
-import { serializePerConnection } from '../serialize-per-connection';
+import { insideUnitOf, serializePerConnection } from '../serialize-per-connection';
 
 /**
  * Where the service's own units of work run (everything but a caller's `{ manager }`):
@@ -22,7 +22,7 @@ export class ServiceConnection {
   constructor(main: DataSource, dialect: SlotLockDialect) {
     this.#main = main;
     this.#dialect = dialect;
-    this.#sqlite = dialect.singleConnection ? new SqliteOwnConnection(main) : undefined;
+    this.#sqlite = dialect.singleConnection ? SqliteOwnConnection.of(main) : undefined;
   }
 
   /** The DataSources whose transactions are on the service's database: the app's, and the service's own if any. */
@@ -39,9 +39,13 @@ export class ServiceConnection {
   exclusive<T>(fn: (dataSource: DataSource) => Promise<T>, runsUserCode = false): Promise<T> {
     const sqlite = this.#sqlite;
     if (sqlite === undefined) return fn(this.#main);
+    // How long this attempt may wait for the file, its wait for its turn included: the busy timeout.
+    const deadline = Date.now() + sqlite.busyTimeoutMs;
     const own = sqlite.ready;
-    if (own === undefined) return sqlite.get().then((opened) => this.#oneAtATime(sqlite, opened, fn, runsUserCode));
-    return this.#oneAtATime(sqlite, own, fn, runsUserCode);
+    if (own === undefined) {
+      return sqlite.get().then((opened) => this.#oneAtATime(opened, deadline, fn, runsUserCode));
+    }
+    return this.#oneAtATime(own, deadline, fn, runsUserCode);
   }
 
   /** Runs one statement in autocommit and resolves to the rows it changed. */
@@ -78,45 +82,98 @@ export class ServiceConnection {
     });
   }
 
-  /** Closes what the service opened of its own (the SQLite connection); it reopens on demand. */
+  /**
+   * Closes what the service opened of its own (the SQLite connection), once the units in
+   * flight on it have ended; it reopens on demand.
+   */
   async close(): Promise<void> {
-    await this.#sqlite?.close();
+    const sqlite = this.#sqlite;
+    if (sqlite === undefined) return;
+    // A call that was waiting for the connection to open queues its unit first.
+    await sqlite.opened();
+    const own = sqlite.ready;
+    if (own === undefined) return sqlite.close();
+    await serializePerConnection(own, () => sqlite.close());
   }
 
   #oneAtATime<T>(
-    sqlite: SqliteOwnConnection,
     dataSource: DataSource,
+    deadline: number,
     fn: (dataSource: DataSource) => Promise<T>,
     runsUserCode: boolean,
   ): Promise<T> {
+    const sharesApp = dataSource === this.#main;
     return serializePerConnection(
       dataSource,
       (nested) => {
         // A unit nested in another (a call from `work`) is part of that one's transaction.
         if (nested) return fn(dataSource);
-        if (sqlite.sharesAppConnection) {
-          this.#refuseAppTransaction();
-          return fn(dataSource);
-        }
-        return waitOutBusy(sqlite.busyTimeoutMs, isSqliteBusy, () => fn(dataSource));
+        if (sharesApp) return this.#onAppConnection(() => fn(dataSource));
+        return waitOutBusy(deadline, isSqliteBusy, () => fn(dataSource));
       },
-      runsUserCode,
+      {
+        // On the app's connection every unit is marked, so that its own BEGIN passes the guard.
+        reentrant: runsUserCode || sharesApp,
+        maxWaitMs: Math.max(0, deadline - Date.now()),
+        // Busy like the file's lock held by another process: judged (and retried) the same way.
+        timeoutError: () =>
+          Object.assign(
+            new Error(
+              `drydock-slotlock: waited the busy timeout (${this.#sqlite!.busyTimeoutMs} ms) for this process's ` +
+                'earlier units on the SQLite database (a commitWithLocks whose work awaits this call would wait for ever)',
+            ),
+            { code: 'SQLITE_BUSY' },
+          ),
+      },
     );
   }
 
   /**
-   * An in-memory SQLite database has only the app's connection: while the app's
-   * transaction is open there, the service's own statements would become part of it
-   * (and vanish with its rollback). Say so instead.
+   * A unit on the app's own connection (an in-memory database, which cannot be opened
+   * twice). While the app's transaction is open there, the unit's statements would join
+   * it: refused. While the unit runs, a transaction the app begins on the connection
+   * would become a savepoint inside the unit (and vanish with its rollback): refused
+   * too, unless begun from inside the unit (`work`'s own nested transactions).
    */
-  #refuseAppTransaction(): void {
-    if (sqliteSharedRunnerOf(this.#main)?.isTransactionActive === true) {
+  async #onAppConnection<T>(fn: () => Promise<T>): Promise<T> {
+    const shared = this.#main.createQueryRunner(); // SQLite: the one runner every caller shares
+    if (shared.isTransactionActive) {
       throw new Error(
         'drydock-slotlock: a transaction is open on this in-memory SQLite DataSource, whose one connection the ' +
           "service's own statements would join; pass { manager } from that transaction, or call after it ends",
       );
     }
+    const restore = refuseTransactionsFromOutside(shared, this.#main);
+    try {
+      return await fn();
+    } finally {
+      restore();
+    }
   }
+}
+
+/**
+ * While a unit runs on the shared runner, its transaction methods refuse callers from
+ * outside the unit; resolves the function that puts them back.
+ */
+function refuseTransactionsFromOutside(runner: QueryRunner, key: object): () => void {
+  const originals = {
+    startTransaction: runner.startTransaction,
+    commitTransaction: runner.commitTransaction,
+    rollbackTransaction: runner.rollbackTransaction,
+  };
+  for (const [name, original] of Object.entries(originals) as Array<[keyof typeof originals, () => Promise<void>]>) {
+    runner[name] = function guarded(this: QueryRunner, ...args: unknown[]): Promise<void> {
+      if (insideUnitOf(key)) return (original as (...a: unknown[]) => Promise<void>).apply(this, args);
+      return Promise.reject(
+        new Error(
+          'drydock-slotlock: a transaction cannot begin or end on this in-memory SQLite DataSource while a ' +
+            'slot-lock unit runs on its one connection: it would become part of that unit; try again after it',
+        ),
+      );
+    } as QueryRunner[typeof name];
+  }
+  return () => Object.assign(runner, originals);
 }
 
 /** Rolls back what is left of a transaction; a connection already gone has nothing left to undo. */

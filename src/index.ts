@@ -2,7 +2,8 @@ export { DrydockSlotLock } from './entities/drydock-slot-lock.entity';
 export { slotLockEntity, type SlotLockDatabaseType } from './entities/slot-lock-entity';
 export { digestForIndex, LOCK_INDEX_LENGTH } from './hash/digest-for-index';
 export { SlotLockException, type SlotLockExceptionDetails, type SlotLockFailure } from './errors/slot-lock.exception';
-export { SlotLockService, type AcquiredSlot, type CommitWithLocksOptions } from './services/slot-lock.service';
+export { SlotLockService, type CommitWithLocksOptions } from './services/slot-lock.service';
+export { type AcquiredSlot } from './services/slots/take-slot';
 export {
   DEFAULT_RETRY,
   DEFAULT_SLOT_LOCK_OPTIONS,

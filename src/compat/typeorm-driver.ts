@@ -66,7 +66,7 @@ export function sqliteSharedRunnerOf(dataSource: DataSource): QueryRunner | unde
 
 /** Anything that runs SQL through TypeORM: a DataSource or a QueryRunner. */
 interface RunsQueries {
-  query(sql: string, parameters?: unknown[], useStructuredResult?: boolean): Promise<unknown>;
+  query(sql: string, parameters?: unknown[]): Promise<unknown>;
 }
 
 /**
@@ -75,15 +75,19 @@ interface RunsQueries {
  * prepare a SQLite statement outside their `try`, so a statement SQLite cannot prepare
  * (a missing table) leaves them as better-sqlite3's bare `SqliteError`; 1.1 wraps it.
  */
-export async function queryThroughTypeorm(
-  db: RunsQueries,
-  sql: string,
-  params: unknown[],
-  useStructuredResult = false,
-): Promise<unknown> {
+export function queryThroughTypeorm(db: RunsQueries, sql: string, params: unknown[]): Promise<unknown> {
+  return asQueryFailed(sql, params, () => db.query(sql, params));
+}
+
+/** {@link queryThroughTypeorm} for a statement that changes rows: resolves to how many. */
+export async function changeThroughTypeorm(runner: QueryRunner, sql: string, params: unknown[]): Promise<number> {
+  const result = (await asQueryFailed(sql, params, () => runner.query(sql, params, true))) as { affected?: number };
+  return result.affected ?? 0;
+}
+
+async function asQueryFailed<T>(sql: string, params: unknown[], run: () => Promise<T>): Promise<T> {
   try {
-    // Only a runner takes a third argument: DataSource.query's third is a query runner.
-    return await (useStructuredResult ? db.query(sql, params, true) : db.query(sql, params));
+    return await run();
   } catch (error) {
     const code = (error as { code?: unknown } | null)?.code;
     if (!(error instanceof QueryFailedError) && typeof code === 'string' && code.startsWith('SQLITE_')) {
@@ -91,11 +95,6 @@ export async function queryThroughTypeorm(
     }
     throw error;
   }
-}
-
-/** {@link queryThroughTypeorm} for a statement that changes rows: resolves to how many. */
-export async function changeThroughTypeorm(runner: QueryRunner, sql: string, params: unknown[]): Promise<number> {
-  return ((await queryThroughTypeorm(runner, sql, params, true)) as { affected?: number }).affected ?? 0;
 }
 
 /**

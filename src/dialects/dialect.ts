@@ -63,6 +63,21 @@ export interface SlotLockDialect {
    * engine allows, it reports a held lock by inserting none instead of failing.
    */
   insertLocks(table: string, rows: readonly LockRow[]): InsertStatement;
+  /**
+   * One statement that takes the first slot of `candidates` (in their order) that nobody
+   * holds, for `ownerPHID`, and returns a row `{ taken, free }`: the key taken (or null)
+   * and how many candidates it saw free (a free one lost to a concurrent insert shows as
+   * `taken` null with `free` > 0). Undefined where the engine cannot do it without
+   * locking reads: on MySQL an INSERT … SELECT takes shared next-key locks on what it
+   * reads under REPEATABLE READ, so callers racing for one family would deadlock.
+   */
+  readonly insertFirstFree?: (table: string, ownerPHID: string, candidates: readonly LockRow[]) => SqlStatement;
+  /**
+   * The lowest slot `n` below `limit` whose key `${prefix}${n})` nobody holds, found by a
+   * scan on the server (no key travels to the client): a row `{ free }`, null when every
+   * slot is held. Only keys written exactly so count (no leading zeros).
+   */
+  selectFirstFreeSlot(table: string, prefix: string, limit: number): SqlStatement;
   /** Rows whose index is one of `indexes`. */
   selectByIndexes(table: string, indexes: readonly string[]): SqlStatement;
   /** Rows held by one owner, oldest first. */

@@ -87,21 +87,22 @@ export function prepareLocks(lockKeys: unknown, rules: TextRules, argumentName =
 }
 
 /**
- * Largest slot limit: `acquireSlot` reads every slot's row in one query, and a family
- * of more slots than this is better served by fewer, coarser ones.
+ * Largest slot limit: any safe integer. `acquireSlot` tries a bounded batch of random
+ * slots at a time, so its cost does not grow with the limit (issue 13), and finding the
+ * last free slots or deciding that all are held is a scan on the server.
  */
-export const MAX_SLOT_LIMIT = 10_000;
+export const MAX_SLOT_LIMIT = Number.MAX_SAFE_INTEGER;
 
 /** Checks a slot limit (SPEC 4.7, 5). */
 export function checkLimit(limit: unknown, argumentName = 'limit'): number {
   if (typeof limit !== 'number') {
     throw new TypeError(`${argumentName} must be a number, got ${describe(limit)}`);
   }
-  if (!Number.isSafeInteger(limit) || limit < 1) {
+  if (!Number.isInteger(limit) || limit < 1) {
     throw new RangeError(`${argumentName} must be a positive integer, got ${limit}`);
   }
   if (limit > MAX_SLOT_LIMIT) {
-    throw new RangeError(`${argumentName} must be at most ${MAX_SLOT_LIMIT}, got ${limit}`);
+    throw new RangeError(`${argumentName} must be at most ${MAX_SLOT_LIMIT} (Number.MAX_SAFE_INTEGER), got ${limit}`);
   }
   return limit;
 }

@@ -1,6 +1,5 @@
-import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
+import type { DataSource, EntityManager } from 'typeorm';
 import { dialectFor } from '../dialects';
-import { digestForIndex } from '../hash/digest-for-index';
 import type { DrydockSlotLock } from '../entities/drydock-slot-lock.entity';
 import { publish } from '../diagnostics/slot-lock-channels';
 import { driverCause } from '../errors/classify-error';
@@ -20,22 +19,19 @@ import {
 import {
   acquireInCallerTransaction,
   callerRunnerOf,
-  completeLockMap,
+  callerSlotTries,
   inCallerTransaction,
   releaseInCallerTransaction,
   transactionGone,
-  tryInsertInCallerTransaction,
 } from './units/caller-transaction-unit';
+import { SlotFamily, takeSlot, type AcquiredSlot } from './slots/take-slot';
 import { ServiceConnection } from './units/service-connection';
-import { acquireInServiceTransaction, insertOrReport, runWork } from './units/service-transaction-unit';
-
-/** The slot taken by {@link SlotLockService.acquireSlot}. */
-export interface AcquiredSlot {
-  /** The slot's number, from 0 to `limit - 1`. */
-  readonly slot: number;
-  /** The lock taken: `${name}.slot(${slot})`. */
-  readonly lockKey: string;
-}
+import {
+  acquireInServiceTransaction,
+  insertOrReport,
+  runWork,
+  serviceSlotTries,
+} from './units/service-transaction-unit';
 
 /** Options of {@link SlotLockService.commitWithLocks}. */
 export interface CommitWithLocksOptions {
@@ -233,25 +229,36 @@ export class SlotLockService {
     const owner = checkOwner(ownerPHID, this.#rules);
     checkLockKey(name, this.#rules, 'name');
     checkLimit(limit);
+    const family = new SlotFamily(name, limit);
+    // The longest key of the family: every other is shorter.
+    checkLockKey(family.keyOf(limit - 1), this.#rules, 'name (with its ".slot(N)" suffix)');
     const retry = this.#retryFor(options);
     const callerRunner = callerRunnerOf(options.manager, this.#connection.dataSources());
-    const slots = Array.from({ length: limit }, (_, slot) => ({ slot, lockKey: `${name}.slot(${slot})` }));
-    const locks = prepareLocks(
-      slots.map((slot) => slot.lockKey),
-      this.#rules,
-      'name (with its ".slot(N)" suffix)',
-    );
 
     let taken: AcquiredSlot;
     try {
       taken =
         callerRunner !== undefined
           ? await inCallerTransaction(this.#table, callerRunner, transactionGone, () =>
-              this.#takeSlotInCallerTransaction(callerRunner, owner, slots, locks),
+              takeSlot(family, callerSlotTries(this.#table, callerRunner, owner, family, this.#readLockMap)),
             )
-          : await this.#takeSlot(owner, slots, locks, retry);
+          : await takeSlot(
+              family,
+              serviceSlotTries({
+                table: this.#table,
+                connection: this.#connection,
+                owner,
+                family,
+                retry,
+                readLockMap: this.#readLockMap,
+              }),
+            );
     } catch (error) {
-      throw reportConflict(owner, locks, error);
+      const failure =
+        error instanceof ContentionExhausted
+          ? new SlotLockException({ failure: 'contention', lockMap: {}, attempts: error.attempts, cause: error.error })
+          : error;
+      throw reportConflict(owner, [family.lockOf(0)], failure);
     }
     publish.acquired(() => ({
       ownerPHID: owner,
@@ -390,65 +397,6 @@ export class SlotLockService {
     }
   }
 
-  /** acquireSlot where the service owns the transactions: one acquisition per free slot tried. */
-  async #takeSlot(
-    owner: string,
-    slots: readonly AcquiredSlot[],
-    locks: readonly RequestedLock[],
-    retry: Readonly<RetryOptions>,
-  ): Promise<AcquiredSlot> {
-    let held: DrydockSlotLock[];
-    try {
-      held = await retryOnContention(
-        retry,
-        (error) => this.#table.isContention(error),
-        () => this.#connection.exclusive((dataSource) => this.#table.loadHeld(locks, dataSource)),
-      );
-    } catch (error) {
-      throw await this.#translateAcquireError(error, locks, 1);
-    }
-    const lockMap = new Map(held.map((lock) => [lock.lockKey, lock.ownerPHID]));
-    for (const candidate of freeSlotsInRandomOrder(slots, held)) {
-      try {
-        await this.#acquireWithRetry(owner, [lockOfSlot(candidate)], retry);
-        return candidate;
-      } catch (error) {
-        // Taken since we looked: try the next one. Contention that outlasted the
-        // retries is not a held slot, and says so (SPEC 4.10).
-        if (!(error instanceof SlotLockException) || error.failure !== 'held') throw error;
-        for (const [key, holder] of Object.entries(error.getLockMap())) lockMap.set(key, holder);
-      }
-    }
-    throw new SlotLockException({ failure: 'held', lockMap: Object.fromEntries(lockMap) });
-  }
-
-  /**
-   * acquireSlot inside the caller's transaction: everything on the caller's own
-   * connection (a second pooled one may never come: a pool of one, or every connection
-   * held by such callers), and nothing retried.
-   */
-  async #takeSlotInCallerTransaction(
-    runner: QueryRunner,
-    owner: string,
-    slots: readonly AcquiredSlot[],
-    locks: readonly RequestedLock[],
-  ): Promise<AcquiredSlot> {
-    const held = await this.#table.loadHeld(locks, runner);
-    const lockMap: Record<string, string> = Object.fromEntries(held.map((lock) => [lock.lockKey, lock.ownerPHID]));
-    for (const candidate of freeSlotsInRandomOrder(slots, held)) {
-      const failed = await tryInsertInCallerTransaction(this.#table, runner, owner, [lockOfSlot(candidate)]);
-      if (failed === undefined) return candidate;
-      Object.assign(lockMap, failed.lockMap);
-      if (failed.failure !== 'held' || failed.transactionRolledBack) {
-        throw new SlotLockException({ ...failed, lockMap });
-      }
-    }
-    throw new SlotLockException({
-      failure: 'held',
-      lockMap: await completeLockMap(locks, lockMap, this.#readLockMap),
-    });
-  }
-
   /** Turns what an acquisition threw into what its caller gets (SPEC 4.2 to 4.4). */
   async #translateAcquireError(error: unknown, locks: readonly RequestedLock[], attempts: number): Promise<unknown> {
     if (error instanceof ContentionExhausted) {
@@ -492,23 +440,4 @@ function reportRetry(
     const driverError = driverErrorOf(error);
     publish.retry(() => ({ ownerPHID: owner, operation, attempt, code: driverError?.errno ?? driverError?.code }));
   };
-}
-
-/** The lock a slot takes (its key was checked with the family's). */
-function lockOfSlot(slot: AcquiredSlot): RequestedLock {
-  return { lockKey: slot.lockKey, lockIndex: digestForIndex(slot.lockKey) };
-}
-
-/** The slots nobody was seen holding, in random order so that callers spread out. */
-function freeSlotsInRandomOrder(slots: readonly AcquiredSlot[], held: readonly DrydockSlotLock[]): AcquiredSlot[] {
-  const heldKeys = new Set(held.map((lock) => lock.lockKey));
-  return shuffle(slots.filter((slot) => !heldKeys.has(slot.lockKey)));
-}
-
-function shuffle<T>(items: T[]): T[] {
-  for (let i = items.length - 1; i > 0; i -= 1) {
-    const j = Math.floor(Math.random() * (i + 1));
-    [items[i], items[j]] = [items[j]!, items[i]!];
-  }
-  return items;
 }

@@ -123,7 +123,12 @@ const CASES: Case[] = [
     TypeError,
     /^limit must be a number, got string/,
   ],
-  ['limit too large', (s) => s.acquireSlot(OWNER, 'pool', 10_001), RangeError, /^limit must be at most 10000/],
+  [
+    'limit past the safe integers',
+    (s) => s.acquireSlot(OWNER, 'pool', 2 ** 53),
+    RangeError,
+    /^limit must be at most 9007199254740991 \(Number\.MAX_SAFE_INTEGER\)/,
+  ],
   ['slot name empty', (s) => s.acquireSlot(OWNER, '', 2), RangeError, /^name must not be empty/],
   ['slot owner too long', (s) => s.acquireSlot(OWNER_65_BYTES, 'pool', 2), RangeError, /^ownerPHID must be at most 64/],
   [

@@ -25,7 +25,9 @@ async function blockedInsertSessions(engine: TestEngine, admin: DataSource, data
     return rows.map((row) => Number(row.id));
   }
   const rows = (await admin.query(
-    "SELECT pid AS id FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'INSERT%' AND datname = $1",
+    // acquireSlot's statement on PostgreSQL starts WITH free AS (…) INSERT …
+    "SELECT pid AS id FROM pg_stat_activity WHERE state = 'active' AND (query LIKE 'INSERT%' OR query LIKE 'WITH%') " +
+      'AND datname = $1',
     [database],
   )) as Array<{ id: number }>;
   return rows.map((row) => Number(row.id));

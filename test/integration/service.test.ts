@@ -268,7 +268,7 @@ describe.each(ENGINES)('SPEC 4 the service on $name', (engine) => {
     test('takes one free slot of the family, and names it', async () => {
       await service.acquireLocks(OTHER, ['licence.slot(0)', 'licence.slot(2)']);
       const taken = await service.acquireSlot(OWNER, 'licence', 3);
-      expect(taken).toEqual({ slot: 1, lockKey: 'licence.slot(1)' });
+      expect(taken).toEqual({ slot: 1, lockKey: 'licence.slot(1)', attempts: 1 });
       expect((await service.loadLocks(OWNER)).map((lock) => lock.lockKey)).toEqual(['licence.slot(1)']);
     });
 
@@ -280,6 +280,62 @@ describe.each(ENGINES)('SPEC 4 the service on $name', (engine) => {
       expect(Object.keys(error.getLockMap()).sort()).toEqual(['pool.slot(0)', 'pool.slot(1)']);
       expect(Object.values(error.getLockMap()).sort()).toEqual(['PHID-A', 'PHID-B']);
       expect(await service.loadLocks(OWNER)).toEqual([]);
+    });
+
+    test('a family of a million slots: one statement takes a free one, whatever the limit', async () => {
+      await service.acquireLocks(OTHER, ['million.slot(0)', 'million.slot(999999)']);
+      queryLog.clear();
+      const taken = await service.acquireSlot(OWNER, 'million', 1_000_000);
+      expect(taken.lockKey).toBe(`million.slot(${taken.slot})`);
+      expect(taken.slot).toBeGreaterThanOrEqual(0);
+      expect(taken.slot).toBeLessThan(1_000_000);
+      expect(taken.attempts).toBe(1);
+      // One batch of candidates, not the family: the statements stay small.
+      const sent = queryLog.queries.filter((query) => !/^\s*SELECT @@/i.test(query.sql));
+      expect(sent.length).toBeLessThanOrEqual(2);
+      for (const query of sent) expect(query.params.length).toBeLessThanOrEqual(3 * 32 + 1);
+    });
+
+    test('when random candidates are held, the server’s lowest free slot is taken', async () => {
+      // 200 slots, 199 held: random batches of 32 almost never meet the free one.
+      const keys = Array.from({ length: 200 }, (_, slot) => `crowded.slot(${slot})`).filter(
+        (key) => key !== 'crowded.slot(137)',
+      );
+      await service.acquireLocks(OTHER, keys);
+      const taken = await service.acquireSlot(OWNER, 'crowded', 200);
+      expect(taken.slot).toBe(137);
+      expect(taken.lockKey).toBe('crowded.slot(137)');
+    });
+
+    test('a family with every slot held: held, with a bounded sample of holders', async () => {
+      await service.acquireLocks(
+        OTHER,
+        Array.from({ length: 100 }, (_, slot) => `full.slot(${slot})`),
+      );
+      const error = (await service.acquireSlot(OWNER, 'full', 100).catch((e: unknown) => e)) as SlotLockException;
+      expect(error).toBeInstanceOf(SlotLockException);
+      expect(error.failure).toBe('held');
+      const holders = Object.entries(error.getLockMap());
+      expect(holders.length).toBeGreaterThan(0);
+      expect(holders.length).toBeLessThanOrEqual(32);
+      for (const [key, owner] of holders) {
+        expect(key).toMatch(/^full\.slot\(\d+\)$/);
+        expect(owner).toBe(OTHER);
+      }
+      expect(await service.loadLocks(OWNER)).toEqual([]);
+    });
+
+    test('only keys written as the family writes them count as its slots', async () => {
+      // "odd.slot(07)" and "odd.slot(1" are other locks, not slots 7 and 1: slot 1 is free.
+      await service.acquireLocks(OTHER, [
+        'odd.slot(0)',
+        'odd.slot(01)',
+        'odd.slot(1',
+        'odd.slot(x)',
+        ...Array.from({ length: 38 }, (_, i) => `odd.slot(${i + 2})`),
+      ]);
+      const taken = await service.acquireSlot(OWNER, 'odd', 40);
+      expect(taken.slot).toBe(1);
     });
 
     test('spreads callers over the slots at random', async () => {

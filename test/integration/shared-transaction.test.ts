@@ -201,7 +201,7 @@ for (const engine of SERVER_ENGINES)
           dataSource.transaction((manager) => service.acquireSlot('one', 'tiny', 1, { manager })),
           'acquireSlot on a pool of one',
         );
-        expect(slot).toEqual({ slot: 0, lockKey: 'tiny.slot(0)' });
+        expect(slot).toEqual({ slot: 0, lockKey: 'tiny.slot(0)', attempts: 1 });
         const error = await within(
           10_000,
           dataSource

@@ -1,6 +1,7 @@
 import type { QueryRunner } from 'typeorm';
 import type { DriverErrorKind, InsertStatement, LockRow, Queryable, SlotLockDialect, SqlStatement } from '../dialect';
 import { driverErrorOf } from '../../errors/driver-error-of';
+import { firstFreeSlotSql } from '../first-free-slot';
 import { mysqlAutocommitQuery } from './direct-query';
 
 /** Phorge's table name (in the `{$NAMESPACE}_drydock` database). */
@@ -105,6 +106,24 @@ export const mysqlDialect: SlotLockDialect = Object.freeze({
       params,
       rowCount: rows.length,
       lockIndexes: rows.map((row) => row.lockIndex),
+    };
+  },
+
+  selectFirstFreeSlot(table: string, prefix: string, limit: number): SqlStatement {
+    // Compared as bytes, whatever the connection's charset: the prefix travels as a hex literal.
+    const key = 'CAST(lockKey AS BINARY)';
+    const bytesOfPrefix = Buffer.byteLength(prefix);
+    return {
+      sql: firstFreeSlotSql(
+        quoteTable(table),
+        `SUBSTRING(${key}, ? + 1, LENGTH(${key}) - ? - 1)`,
+        `LEFT(${key}, ?) = ? AND RIGHT(${key}, 1) = ')'`,
+        `m REGEXP '^(0|[1-9][0-9]{0,15})$'`,
+        'CAST(m AS UNSIGNED)',
+        '?',
+        '?',
+      ),
+      params: [bytesOfPrefix, bytesOfPrefix, bytesOfPrefix, bytes(prefix), limit, limit],
     };
   },
 

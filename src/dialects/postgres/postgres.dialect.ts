@@ -1,9 +1,10 @@
 import type { DataSource, QueryRunner } from 'typeorm';
 import { postgresTransactionStatus } from '../../compat/typeorm-driver';
 import { driverErrorOf } from '../../errors/driver-error-of';
-import type { DriverErrorKind, InsertStatement, LockRow, SlotLockDialect } from '../dialect';
+import type { DriverErrorKind, InsertStatement, LockRow, SlotLockDialect, SqlStatement } from '../dialect';
 import { portableTableMigration, type PortableColumnTypes } from '../portable-schema';
 import { postgresAutocommitQuery } from './direct-query';
+import { firstFreeSlotSql } from '../first-free-slot';
 import { boundParameterSizing, quotedSql } from '../quoted-sql';
 
 /** PostgreSQL SQLSTATEs the service reacts to. */
@@ -84,6 +85,40 @@ export const postgresDialect: SlotLockDialect = Object.freeze({
       params,
       rowCount: rows.length,
       lockIndexes: rows.map((row) => row.lockIndex),
+    };
+  },
+
+  insertFirstFree(table: string, ownerPHID: string, candidates: readonly LockRow[]): SqlStatement {
+    const params: unknown[] = [ownerPHID];
+    const values = candidates.map((row, i) => {
+      params.push(row.lockIndex, row.lockKey);
+      return `($${2 * i + 2}::text, $${2 * i + 3}::text, ${i})`;
+    });
+    const quoted = sql.quoteTable(table);
+    // ON CONFLICT DO NOTHING: a candidate taken since the NOT EXISTS read counts as lost, not as an error.
+    return {
+      sql:
+        `WITH free AS (SELECT c.i, c.k, c.o FROM (VALUES ${values.join(', ')}) AS c(i, k, o) ` +
+        `WHERE NOT EXISTS (SELECT 1 FROM ${quoted} h WHERE h."lockIndex" = c.i)), ` +
+        `taken AS (INSERT INTO ${quoted} ("ownerPHID", "lockIndex", "lockKey") ` +
+        `SELECT $1, free.i, free.k FROM free ORDER BY free.o LIMIT 1 ` +
+        `ON CONFLICT ("lockIndex") DO NOTHING RETURNING "lockKey") ` +
+        `SELECT (SELECT "lockKey" FROM taken) AS taken, (SELECT COUNT(*) FROM free)::int AS free`,
+      params,
+    };
+  },
+
+  selectFirstFreeSlot(table: string, prefix: string, limit: number): SqlStatement {
+    return {
+      sql: firstFreeSlotSql(
+        sql.quoteTable(table),
+        `substr("lockKey", $1 + 1, char_length("lockKey") - $1 - 1)`,
+        `left("lockKey", $1) = $2 AND right("lockKey", 1) = ')'`,
+        `m ~ '^(0|[1-9][0-9]{0,15})$'`,
+        'm::bigint',
+        '$3',
+      ),
+      params: [Array.from(prefix).length, prefix, limit],
     };
   },
 

@@ -1,8 +1,9 @@
 import type { QueryRunner } from 'typeorm';
 import { sqliteConnectionOf } from '../../compat/typeorm-driver';
 import { driverErrorOf } from '../../errors/driver-error-of';
-import type { DriverErrorKind, InsertStatement, LockRow, SlotLockDialect } from '../dialect';
+import type { DriverErrorKind, InsertStatement, LockRow, SlotLockDialect, SqlStatement } from '../dialect';
 import { portableTableMigration, type PortableColumnTypes } from '../portable-schema';
+import { firstFreeSlotSql } from '../first-free-slot';
 import { boundParameterSizing, quotedSql } from '../quoted-sql';
 import { sqliteAutocommitQuery } from './direct-query';
 
@@ -54,6 +55,38 @@ export const sqliteDialect: SlotLockDialect = Object.freeze({
       params,
       rowCount: rows.length,
       lockIndexes: rows.map((row) => row.lockIndex),
+    };
+  },
+
+  insertFirstFree(table: string, ownerPHID: string, candidates: readonly LockRow[]): SqlStatement {
+    const params: unknown[] = [ownerPHID];
+    for (const row of candidates) params.push(row.lockIndex, row.lockKey);
+    const values = candidates.map((_, i) => `(?, ?, ${i})`).join(', ');
+    const quoted = sql.quoteTable(table);
+    // One writer at a time holds the file: what NOT EXISTS reads is what the INSERT meets.
+    return {
+      sql:
+        `INSERT INTO ${quoted} ("ownerPHID", "lockIndex", "lockKey") ` +
+        `SELECT ?, c.column1, c.column2 FROM (VALUES ${values}) AS c ` +
+        `WHERE NOT EXISTS (SELECT 1 FROM ${quoted} h WHERE h."lockIndex" = c.column1) ` +
+        `ORDER BY c.column3 LIMIT 1 RETURNING "lockKey" AS taken`,
+      params,
+    };
+  },
+
+  selectFirstFreeSlot(table: string, prefix: string, limit: number): SqlStatement {
+    const length = Array.from(prefix).length;
+    return {
+      sql: firstFreeSlotSql(
+        sql.quoteTable(table),
+        `substr("lockKey", ? + 1, length("lockKey") - ? - 1)`,
+        `substr("lockKey", 1, ?) = ? AND substr("lockKey", -1) = ')'`,
+        `m <> '' AND m NOT GLOB '*[^0-9]*' AND (m = '0' OR m NOT GLOB '0*') AND length(m) <= 16`,
+        'CAST(m AS INTEGER)',
+        '?',
+        '?',
+      ),
+      params: [length, length, length, prefix, limit, limit],
     };
   },
 

@@ -1,4 +1,4 @@
-import { changeThroughTypeorm } from '../../compat/typeorm-driver';
+import { changeThroughTypeorm, queryThroughTypeorm } from '../../compat/typeorm-driver';
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import { driverCause, LocksHeldError } from '../../errors/classify-error';
 import { SlotLockException, type SlotLockFailure } from '../../errors/slot-lock.exception';
@@ -6,6 +6,15 @@ import type { InsertStatement } from '../../dialects/dialect';
 import type { RequestedLock } from '../check-input';
 import type { LockTable } from '../lock-table';
 import { serializePerConnection } from '../serialize-per-connection';
+import {
+  FIRST_FREE_RACES,
+  firstRowOf,
+  freeSlotOf,
+  rowsOf,
+  takenCandidate,
+  type SlotFamily,
+  type SlotTries,
+} from '../slots/take-slot';
 import { insertOne } from './insert-all';
 
 /**
@@ -237,4 +246,89 @@ export function completeLockMap(
     timer.unref();
   });
   return Promise.race([readElsewhere(locks), giveUp]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * `acquireSlot` inside the caller's transaction: everything on the caller's own
+ * connection (a second pooled one may never come: a pool of one, or every connection
+ * held by such callers), nothing retried, each try all or nothing. Call it inside
+ * {@link inCallerTransaction}.
+ */
+export function callerSlotTries(
+  table: LockTable,
+  runner: QueryRunner,
+  owner: string,
+  family: SlotFamily,
+  readElsewhere: ReadLockMap,
+): SlotTries {
+  return {
+    async takeFirstFree(candidates) {
+      const statement = table.dialect.insertFirstFree?.(table.name, owner, rowsOf(owner, candidates));
+      if (statement !== undefined) {
+        for (let statements = 1; ; statements += 1) {
+          const row = firstRowOf(
+            await guarded(table, runner, () => queryThroughTypeorm(runner, statement.sql, [...statement.params])),
+          );
+          const taken = takenCandidate(candidates, row);
+          if (taken !== undefined) return { taken, statements };
+          if (!(Number(row?.free) > 0) || statements >= FIRST_FREE_RACES) return { statements };
+        }
+      }
+      const held = await table.loadHeld(candidates, runner);
+      const heldIndexes = new Set(held.map((lock) => lock.lockIndex));
+      const holders: Record<string, string> = Object.fromEntries(held.map((lock) => [lock.lockKey, lock.ownerPHID]));
+      let statements = 0;
+      for (const candidate of candidates) {
+        if (heldIndexes.has(candidate.lockIndex)) continue;
+        statements += 1;
+        const failed = await tryInsertInCallerTransaction(table, runner, owner, [candidate]);
+        if (failed === undefined) return { taken: candidate, statements };
+        Object.assign(holders, failed.lockMap);
+        if (failed.failure !== 'held' || failed.transactionRolledBack) {
+          throw new SlotLockException({ ...failed, lockMap: holders, attempts: statements });
+        }
+      }
+      return { statements, holders };
+    },
+
+    async lowestFreeSlot() {
+      const { sql, params } = table.dialect.selectFirstFreeSlot(table.name, family.prefix, family.limit);
+      return freeSlotOf(firstRowOf(await guarded(table, runner, () => queryThroughTypeorm(runner, sql, [...params]))));
+    },
+
+    async holders(locks) {
+      return completeLockMap(locks, await table.readLockMap(locks, runner), readElsewhere);
+    },
+  };
+}
+
+/**
+ * Runs one statement of the service on the caller's transaction so that its failure
+ * leaves the transaction as it was where the engine allows: inside a savepoint on
+ * PostgreSQL (whose failed statement would abort the whole transaction). Contention
+ * becomes a SlotLockException saying whether the server rolled the caller's transaction
+ * back; any other error passes through.
+ */
+async function guarded<T>(table: LockTable, runner: QueryRunner, statement: () => Promise<T>): Promise<T> {
+  const savepoint = table.dialect.abortsTransactionOnError ? `drydock_slotlock_${(savepointCount += 1)}` : undefined;
+  if (savepoint !== undefined) await runner.query(`SAVEPOINT ${savepoint}`);
+  try {
+    const result = await statement();
+    if (savepoint !== undefined) await runner.query(`RELEASE SAVEPOINT ${savepoint}`);
+    return result;
+  } catch (error) {
+    const kind = table.classify(error);
+    const rolledBack = kind !== 'other' && (await table.dialect.rollsBackTransaction(error, runner));
+    if (savepoint !== undefined && !rolledBack) {
+      await runner.query(`ROLLBACK TO SAVEPOINT ${savepoint}`);
+      await runner.query(`RELEASE SAVEPOINT ${savepoint}`);
+    }
+    if (kind === 'other') throw error;
+    throw new SlotLockException({
+      failure: kind === 'conflict' ? 'held' : 'contention',
+      lockMap: {},
+      transactionRolledBack: rolledBack,
+      cause: driverCause(error),
+    });
+  }
 }

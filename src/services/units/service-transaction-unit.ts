@@ -1,7 +1,19 @@
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
+import { queryThroughTypeorm } from '../../compat/typeorm-driver';
 import { driverCause, LocksHeldError } from '../../errors/classify-error';
 import { SlotLockException } from '../../errors/slot-lock.exception';
 import type { RequestedLock } from '../check-input';
+import { retryOnContention } from '../retry-on-contention';
+import type { RetryOptions } from '../slot-lock.options';
+import {
+  FIRST_FREE_RACES,
+  firstRowOf,
+  freeSlotOf,
+  rowsOf,
+  takenCandidate,
+  type SlotFamily,
+  type SlotTries,
+} from '../slots/take-slot';
 import type { LockTable } from '../lock-table';
 import { insertAll } from './insert-all';
 import { rollbackQuietly, type ServiceConnection } from './service-connection';
@@ -125,5 +137,70 @@ function watchStatements(table: LockTable, runner: QueryRunner): { readonly firs
     stop() {
       runner.query = original;
     },
+  };
+}
+
+/** What the service's own slot tries need: the table, its connection, the owner, the family and the retry settings. */
+export interface ServiceSlotContext {
+  readonly table: LockTable;
+  readonly family: SlotFamily;
+  readonly connection: ServiceConnection;
+  readonly owner: string;
+  readonly retry: Readonly<RetryOptions>;
+  /** Who holds locks, read outside any unit right after a failure. */
+  readonly readLockMap: (locks: readonly RequestedLock[]) => Promise<Record<string, string>>;
+}
+
+/**
+ * `acquireSlot` where the service owns the statements (each in autocommit), retrying
+ * contention as acquisitions do. One statement per try where the engine allows
+ * (PostgreSQL, SQLite: an INSERT that takes the first free candidate itself); on MySQL a
+ * plain read of the candidates, then a one-row INSERT of the first free one.
+ */
+export function serviceSlotTries(context: ServiceSlotContext): SlotTries {
+  const { table, connection, owner, retry, family } = context;
+  const retried = <T>(attempt: (dataSource: DataSource) => Promise<T>): Promise<T> =>
+    retryOnContention(
+      retry,
+      (error) => table.isContention(error),
+      () => connection.exclusive(attempt),
+    );
+  return {
+    async takeFirstFree(candidates) {
+      const statement = table.dialect.insertFirstFree?.(table.name, owner, rowsOf(owner, candidates));
+      if (statement !== undefined) {
+        for (let statements = 1; ; statements += 1) {
+          const row = firstRowOf(
+            await retried((dataSource) => queryThroughTypeorm(dataSource, statement.sql, [...statement.params])),
+          );
+          const taken = takenCandidate(candidates, row);
+          if (taken !== undefined) return { taken, statements };
+          // Nothing free, or a free one lost to a concurrent insert too often: the batch is done.
+          if (!(Number(row?.free) > 0) || statements >= FIRST_FREE_RACES) return { statements };
+        }
+      }
+      const held = await retried((dataSource) => table.loadHeld(candidates, dataSource));
+      const heldIndexes = new Set(held.map((lock) => lock.lockIndex));
+      let statements = 0;
+      for (const candidate of candidates) {
+        if (heldIndexes.has(candidate.lockIndex)) continue;
+        statements += 1;
+        try {
+          await retried((dataSource) => acquireInServiceTransaction(table, connection, dataSource, owner, [candidate]));
+          return { taken: candidate, statements };
+        } catch (error) {
+          if (table.classify(error) !== 'conflict') throw error;
+          // Taken since the read: the next free candidate.
+        }
+      }
+      return { statements, holders: Object.fromEntries(held.map((lock) => [lock.lockKey, lock.ownerPHID])) };
+    },
+
+    async lowestFreeSlot() {
+      const { sql, params } = table.dialect.selectFirstFreeSlot(table.name, family.prefix, family.limit);
+      return freeSlotOf(firstRowOf(await retried((dataSource) => queryThroughTypeorm(dataSource, sql, [...params]))));
+    },
+
+    holders: context.readLockMap,
   };
 }

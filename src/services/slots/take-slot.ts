@@ -1,0 +1,187 @@
+import { digestForIndex } from '../../hash/digest-for-index';
+import { SlotLockException } from '../../errors/slot-lock.exception';
+import type { LockRow } from '../../dialects/dialect';
+import type { RequestedLock } from '../check-input';
+
+/**
+ * How many slots one attempt offers the server: the first free one among them is taken.
+ * With 10 % of a family free, 32 random candidates all held happens once in 29 calls
+ * (0.9^32), and the next batch is one more round trip; the cost of an attempt does not
+ * grow with the family's limit.
+ */
+export const CANDIDATES_PER_ATTEMPT = 32;
+
+/**
+ * Statements of one first-free try before giving up on its batch, when each saw a free
+ * candidate but lost it to a concurrent insert (PostgreSQL; SQLite has one writer).
+ */
+export const FIRST_FREE_RACES = 3;
+
+/** Random batches tried before the server is asked for the lowest free slot (a scan). */
+const SAMPLED_BATCHES = 3;
+
+/** Lost races on the lowest free slot before the call gives up (every slot being taken as fast as it frees). */
+const EXACT_TRIES = 3;
+
+/** The slot taken by `SlotLockService.acquireSlot`. */
+export interface AcquiredSlot {
+  /** The slot's number, from 0 to `limit - 1`. */
+  readonly slot: number;
+  /** The lock taken: `${name}.slot(${slot})`. */
+  readonly lockKey: string;
+  /**
+   * Statements that tried to take a slot, this one's included: 1 when the first
+   * try took it; more when every candidate of a try was held, or a free one was taken
+   * by someone else first.
+   */
+  readonly attempts: number;
+}
+
+/** A limited family of locks: `${name}.slot(0)` … `${name}.slot(limit - 1)`. */
+export class SlotFamily {
+  /** What every key of the family starts with. */
+  readonly prefix: string;
+
+  constructor(
+    readonly name: string,
+    readonly limit: number,
+  ) {
+    this.prefix = `${name}.slot(`;
+  }
+
+  keyOf(slot: number): string {
+    return `${this.prefix}${slot})`;
+  }
+
+  lockOf(slot: number): RequestedLock {
+    const lockKey = this.keyOf(slot);
+    return { lockKey, lockIndex: digestForIndex(lockKey) };
+  }
+
+  slotOf(lockKey: string): number {
+    return Number(lockKey.slice(this.prefix.length, -1));
+  }
+
+  /**
+   * Up to `count` distinct slots in random order, so that callers spread over the
+   * family: every slot, shuffled, when the family is that small; otherwise a random
+   * sample (Floyd's algorithm: memory for the sample only, whatever the limit).
+   */
+  candidates(count: number = CANDIDATES_PER_ATTEMPT, random: () => number = Math.random): number[] {
+    if (this.limit <= count)
+      return shuffle(
+        Array.from({ length: this.limit }, (_, slot) => slot),
+        random,
+      );
+    const chosen = new Set<number>();
+    for (let top = this.limit - count; top < this.limit; top += 1) {
+      const pick = Math.floor(random() * (top + 1));
+      chosen.add(chosen.has(pick) ? top : pick);
+    }
+    return shuffle([...chosen], random);
+  }
+}
+
+/** What one try of a batch of candidates came to. */
+export interface SlotTry {
+  /** The candidate taken, if any. */
+  readonly taken?: RequestedLock;
+  /** Insert statements sent for this try. */
+  readonly statements: number;
+  /** Holders of the candidates, when the try read them anyway (MySQL reads before it inserts). */
+  readonly holders?: Record<string, string>;
+}
+
+/**
+ * How one way of owning a transaction takes slots (the service's own statements, or
+ * the caller's transaction): `acquireSlot`'s search only decides what to try next.
+ */
+export interface SlotTries {
+  /** Takes the first of `candidates` (in their order) nobody holds; throws on contention it cannot get past. */
+  takeFirstFree(candidates: readonly RequestedLock[]): Promise<SlotTry>;
+  /** The lowest slot nobody holds (a scan on the server), undefined when every slot is held. */
+  lowestFreeSlot(): Promise<number | undefined>;
+  /** Who holds `locks`, for the rejection's lock map. */
+  holders(locks: readonly RequestedLock[]): Promise<Record<string, string>>;
+}
+
+/**
+ * Takes one free slot of `family` (SPEC 4.7): a few batches of random candidates, each
+ * one statement where the engine allows; when they were all held, the server's lowest
+ * free slot; when there is none, a SlotLockException whose lock map holds the holders of
+ * the last batch tried (at most {@link CANDIDATES_PER_ATTEMPT}: a family can have a
+ * million slots).
+ */
+export async function takeSlot(family: SlotFamily, tries: SlotTries): Promise<AcquiredSlot> {
+  let attempts = 0;
+  let lastTried: RequestedLock[] = [];
+  let knownHolders: Record<string, string> | undefined;
+  const taken = (lock: RequestedLock): AcquiredSlot => ({
+    slot: family.slotOf(lock.lockKey),
+    lockKey: lock.lockKey,
+    attempts,
+  });
+
+  const batches = family.limit <= CANDIDATES_PER_ATTEMPT ? 1 : SAMPLED_BATCHES;
+  for (let batch = 0; batch < batches; batch += 1) {
+    lastTried = family.candidates().map((slot) => family.lockOf(slot));
+    const result = await tries.takeFirstFree(lastTried);
+    attempts += result.statements;
+    if (result.taken !== undefined) return taken(result.taken);
+    knownHolders = result.holders;
+  }
+  if (family.limit > CANDIDATES_PER_ATTEMPT) {
+    for (let exact = 0; exact < EXACT_TRIES; exact += 1) {
+      const slot = await tries.lowestFreeSlot();
+      if (slot === undefined) break;
+      const result = await tries.takeFirstFree([family.lockOf(slot)]);
+      attempts += result.statements;
+      if (result.taken !== undefined) return taken(result.taken);
+    }
+  }
+  throw new SlotLockException({
+    failure: 'held',
+    lockMap: knownHolders ?? (await tries.holders(lastTried)),
+    attempts: Math.max(attempts, 1),
+  });
+}
+
+/** The rows a statement inserts for `owner`, one per candidate. */
+export function rowsOf(owner: string, candidates: readonly RequestedLock[]): LockRow[] {
+  return candidates.map((lock) => ({ ownerPHID: owner, lockIndex: lock.lockIndex, lockKey: lock.lockKey }));
+}
+
+/** The row a first-free or lowest-free statement answered with. */
+export interface SlotAnswer {
+  readonly taken?: unknown;
+  readonly free?: unknown;
+}
+
+export function firstRowOf(rows: unknown): SlotAnswer | undefined {
+  return Array.isArray(rows) ? (rows[0] as SlotAnswer | undefined) : undefined;
+}
+
+/** The candidate whose key a first-free statement returned as taken (as text, or as bytes on MySQL). */
+export function takenCandidate(
+  candidates: readonly RequestedLock[],
+  row: SlotAnswer | undefined,
+): RequestedLock | undefined {
+  const taken = row?.taken;
+  if (taken === null || taken === undefined) return undefined;
+  const key = Buffer.isBuffer(taken) ? taken.toString('utf8') : String(taken);
+  return candidates.find((candidate) => candidate.lockKey === key);
+}
+
+/** The slot number a lowest-free statement answered with, undefined for none. */
+export function freeSlotOf(row: SlotAnswer | undefined): number | undefined {
+  const free = row?.free;
+  return free === null || free === undefined ? undefined : Number(free);
+}
+
+function shuffle<T>(items: T[], random: () => number): T[] {
+  for (let i = items.length - 1; i > 0; i -= 1) {
+    const j = Math.floor(random() * (i + 1));
+    [items[i], items[j]] = [items[j]!, items[i]!];
+  }
+  return items;
+}

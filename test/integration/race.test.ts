@@ -62,6 +62,8 @@ function total(results: readonly RaceWorkerResult[]) {
     observerPartialSightings: sum((r) => r.observerPartialSightings),
     elapsedMs: Math.max(0, ...results.map((r) => r.elapsedMs)),
     startupMs: Math.max(0, ...results.map((r) => r.startupMs)),
+    slotUses: results.reduce<number[]>((acc, r) => r.slotUses.map((uses, slot) => uses + (acc[slot] ?? 0)), []),
+    extraSlotAttempts: sum((r) => r.extraSlotAttempts),
     retries: results.reduce<Record<string, number>>((acc, r) => {
       for (const [name, n] of Object.entries(r.retries)) acc[name] = (acc[name] ?? 0) + n;
       return acc;
@@ -190,6 +192,30 @@ describe.each(ENGINES)('SPEC 4.1/4.4 multi-process race on $name', (engine) => {
     expect(totals.conflicts).toBeGreaterThan(0); // there was contention to survive
     expectSpecHeld(totals);
     expect(totals.observerScans).toBeGreaterThan(0);
+    expect(await lockRows(dataSource)).toEqual([]);
+  });
+
+  it('callers in 4 processes taking slots of a 4-slot family: each slot has one holder, spread evenly, nothing left', async () => {
+    const configs: RaceWorkerConfig[] = Array.from({ length: 4 }, (_, workerId) => ({
+      url,
+      runId: RUN_ID,
+      workerId,
+      durationMs: 3000,
+      loops: 2,
+      poolSize: 4,
+      holdMaxMs: 3,
+      slots: { name: `race.licence(${RUN_ID})`, limit: 4 },
+      ...(workerId === 0 ? { observeEveryMs: 2 } : {}),
+    }));
+
+    const totals = await race('4 processes x 2 callers on 4 slots', configs);
+
+    expect(totals.successes).toBeGreaterThan(0);
+    expect(totals.conflicts).toBeGreaterThan(0); // eight callers, four slots
+    expectSpecHeld(totals);
+    // Every slot was used, and none much more than the others (the candidates come in random order).
+    expect(totals.slotUses).toHaveLength(4);
+    for (const uses of totals.slotUses) expect(uses).toBeGreaterThan(totals.successes / 8);
     expect(await lockRows(dataSource)).toEqual([]);
   });
 

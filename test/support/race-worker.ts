@@ -61,6 +61,8 @@ export interface RaceWorkerConfig {
   };
   /** Fixed set: each cycle takes exactly these keys, in this order (used instead of `random`). */
   readonly fixedKeys?: readonly string[];
+  /** A slot family: each cycle takes one slot with acquireSlot (used instead of `random` and `fixedKeys`). */
+  readonly slots?: { readonly name: string; readonly limit: number };
   /** When set, one extra loop reads the whole table every this many ms, looking for partial sets. */
   readonly observeEveryMs?: number;
 }
@@ -129,6 +131,10 @@ export interface RaceWorkerResult {
   readonly retries: Record<string, number>;
   /** Milliseconds from this process's start until it was connected and at the barrier. */
   readonly startupMs: number;
+  /** With `slots`: how often each slot was taken. */
+  readonly slotUses: number[];
+  /** With `slots`: statements acquireSlot sent beyond the first, over every acquisition (AcquiredSlot.attempts - 1). */
+  readonly extraSlotAttempts: number;
 }
 
 const MAX_SAMPLES = 5;
@@ -195,6 +201,8 @@ async function main(config: RaceWorkerConfig): Promise<RaceWorkerResult> {
     elapsedMs: 0,
     startupMs: 0,
     retries: {},
+    slotUses: new Array<number>(config.slots?.limit ?? 0).fill(0),
+    extraSlotAttempts: 0,
   };
   const onRetry = (message: unknown): void => {
     const { operation, code } = message as SlotLockRetryEvent;
@@ -243,20 +251,31 @@ async function main(config: RaceWorkerConfig): Promise<RaceWorkerResult> {
       // run, and the other caller of this process would hold its set (its hold is a
       // setTimeout) until the deadline. Yield to the event loop once per cycle.
       await new Promise<void>((resolve) => setImmediate(resolve));
-      const keys = pickKeys(config);
-      const distinct = new Set(keys);
-      const owner = `PHID-RACE-${config.runId}-${config.workerId}-${loop}-${cycle}-n${distinct.size}`;
+      const slots = config.slots;
+      const keys = slots === undefined ? pickKeys(config) : [];
+      let distinct = new Set(keys);
+      const owner = `PHID-RACE-${config.runId}-${config.workerId}-${loop}-${cycle}-n${slots === undefined ? distinct.size : 1}`;
       counters.attempts += 1;
 
       try {
-        await service.acquireLocks(owner, keys);
+        if (slots === undefined) await service.acquireLocks(owner, keys);
+        else {
+          const taken = await service.acquireSlot(owner, slots.name, slots.limit);
+          distinct = new Set([taken.lockKey]);
+          counters.slotUses[taken.slot] = (counters.slotUses[taken.slot] ?? 0) + 1;
+          counters.extraSlotAttempts += taken.attempts - 1;
+        }
       } catch (error) {
         if (error instanceof SlotLockException) {
           counters.conflicts += 1;
           if (error.failure === 'held') counters.conflictsHeld += 1;
           else counters.conflictsContention += 1;
           counters.maxExceptionAttempts = Math.max(counters.maxExceptionAttempts, error.attempts);
-          const problem = checkException(error, owner, distinct);
+          const requested =
+            slots === undefined
+              ? (key: string) => distinct.has(key)
+              : (key: string) => new RegExp(`^${escapeRegExp(slots.name)}\\.slot\\((0|[1-9]\\d*)\\)$`).test(key);
+          const problem = checkException(error, owner, requested);
           if (problem === 'empty') counters.conflictsEmptyLockMap += 1;
           else if (problem !== undefined) {
             counters.malformedConflicts += 1;
@@ -356,7 +375,11 @@ async function main(config: RaceWorkerConfig): Promise<RaceWorkerResult> {
 }
 
 /** Why a SlotLockException is wrong; `'empty'` for an (allowed) empty lock map. */
-function checkException(error: SlotLockException, owner: string, requested: ReadonlySet<string>): string | undefined {
+function checkException(
+  error: SlotLockException,
+  owner: string,
+  requested: (key: string) => boolean,
+): string | undefined {
   if (error.name !== 'SlotLockException') return `name is ${JSON.stringify(error.name)}`;
   const lockMap = error.getLockMap() as unknown;
   if (typeof lockMap !== 'object' || lockMap === null || Array.isArray(lockMap)) {
@@ -364,7 +387,7 @@ function checkException(error: SlotLockException, owner: string, requested: Read
   }
   const entries = Object.entries(lockMap as Record<string, unknown>);
   for (const [key, holder] of entries) {
-    if (!requested.has(key)) return `lock map names ${JSON.stringify(key)}, which was not requested`;
+    if (!requested(key)) return `lock map names ${JSON.stringify(key)}, which was not requested`;
     if (typeof holder !== 'string' || !holder.startsWith('PHID-RACE-'))
       return `lock map holder ${JSON.stringify(holder)}`;
     if (holder === owner) return `lock map says the caller itself (${owner}) holds ${JSON.stringify(key)}`;
@@ -392,6 +415,10 @@ function pickKeys(config: RaceWorkerConfig): string[] {
 
 function describeError(op: EscapedError['op'], error: unknown): EscapedError {
   return { ...describeErrorSample(op, error), op };
+}
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 function sleep(ms: number): Promise<void> {

@@ -9,11 +9,14 @@
  *   table-size  acquisition latency with 0, 100,000 and 1,000,000 locks already held;
  *   batch       locks/s for batches of 1 to 50,000 keys, and the peak memory of the
  *               largest ones (child processes);
- *   contention  N = 2, 8, 32 callers competing for acquireSlot on 4 slots.
+ *   contention  N = 2, 8, 32 callers competing for acquireSlot on 4 slots;
+ *   slots       acquireSlot latency against the family's limit (4 to 1,000,000), on
+ *               MariaDB, PostgreSQL and SQLite.
  * Every comparison is a ratio from one interleaved run (bench/lib/interleave.ts), the
  * median of several rounds.
  *
- * Tunables (environment): BENCH_SECTIONS (peers,table-size,batch,contention),
+ * Tunables (environment): BENCH_SECTIONS (peers,table-size,batch,contention,slots),
+ * BENCH_SLOT_LIMITS (4,100,1000,10000,100000,1000000),
  * BENCH_OUT_DIR (docs), BENCH_FULL_ROUNDS (6), BENCH_FULL_SLICE_MS (500),
  * BENCH_FILL_ROWS (1000000: the largest table size), SLOTLOCK_BENCH_MYSQL_URL,
  * SLOTLOCK_BENCH_POSTGRES_URL, SLOTLOCK_BENCH_REDIS_URL.
@@ -33,9 +36,10 @@ import { benchBatchSize, heapGrowth, peakRssDelta, summarizeBatch } from './full
 import { benchContention, summarizeContention } from './full/contention';
 import { benchPeers, peerRatio } from './full/peers';
 import { CHART_FILES, TABLE_SIZE_TARGET, renderCharts, renderMarkdown, type FullResults } from './full/report';
+import { benchSlotLimits, summarizeSlotLimits, type SlotEngine } from './full/slot-limits';
 import { benchTableSize, summarizeTableSize } from './full/table-size';
 
-const SECTIONS = ['peers', 'table-size', 'batch', 'contention'] as const;
+const SECTIONS = ['peers', 'table-size', 'batch', 'contention', 'slots'] as const;
 type Section = (typeof SECTIONS)[number];
 
 function sectionsFromEnv(): Set<Section> {
@@ -53,6 +57,12 @@ const ROUNDS = positiveIntFromEnv('BENCH_FULL_ROUNDS', 6);
 const SLICE_MS = positiveIntFromEnv('BENCH_FULL_SLICE_MS', 500);
 const FILL_ROWS = positiveIntFromEnv('BENCH_FILL_ROWS', 1_000_000);
 const OUT_DIR = path.resolve(process.env.BENCH_OUT_DIR ?? path.join(__dirname, '..', 'docs'));
+const SLOT_LIMITS = (process.env.BENCH_SLOT_LIMITS ?? '4,100,1000,10000,100000,1000000').split(',').map((value) => {
+  const limit = Number(value);
+  if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError(`BENCH_SLOT_LIMITS: not a limit: "${value}"`);
+  return limit;
+});
+const SLOT_ENGINES: readonly SlotEngine[] = ['mariadb', 'postgres', 'sqlite'];
 
 const progress = (text: string): void => {
   process.stderr.write(text);
@@ -120,9 +130,20 @@ function printHeadlines(results: FullResults): void {
     for (const s of summarizeContention(results.contention)) {
       lines.push(
         `  contention N=${s.callers}: ${formatCount(s.acquisitionsPerSecond)} acq/s, ` +
-          `${(s.lostRacesPerAcquisition + s.rejectionsPerAcquisition).toFixed(2)} conflicts/acq ` +
-          `(lost races ${s.lostRacesPerAcquisition.toFixed(2)}, rejections ${s.rejectionsPerAcquisition.toFixed(2)}), ` +
+          `failed attempts ${s.failedAttemptsPerAcquisition.toFixed(2)}/acq, rejections ` +
+          `${s.rejectionsPerAcquisition.toFixed(2)}/acq, ` +
           `per slot ${s.perSlot.join('/')}, slot CV ${s.slotCv.toFixed(3)}`,
+      );
+    }
+  }
+  if (results.slots !== undefined) {
+    for (const engine of results.slots.engines) {
+      const summary = summarizeSlotLimits(results.slots, engine);
+      lines.push(
+        `  slots on ${engine.engine}: ` +
+          summary
+            .map((s) => `limit ${formatCount(s.limit)} ${s.medianMs.toFixed(2)} ms (${formatRatio(s.vsSmallest)})`)
+            .join(', '),
       );
     }
   }
@@ -154,6 +175,14 @@ async function main(): Promise<void> {
       progress,
     );
     results = { ...results, contention };
+  }
+  if (sections.has('slots')) {
+    progress('Slot families: acquireSlot latency against the limit\n');
+    const slots = await benchSlotLimits(
+      { engines: SLOT_ENGINES, limits: SLOT_LIMITS, fill: 0.75, rounds: ROUNDS, sliceMs: SLICE_MS },
+      progress,
+    );
+    results = { ...results, slots };
   }
   if (sections.has('batch')) {
     progress('Batch size\n');

@@ -9,6 +9,7 @@ import { barChart, lineChart, svgDocument, type Panel } from '../lib/svg';
 import { heapGrowth, peakRssDelta, summarizeBatch, type BatchResult } from './batch-size';
 import { summarizeContention, type ContentionResult } from './contention';
 import { PEER_LABELS, peerRate, peerRatio, type PeersResult } from './peers';
+import { summarizeSlotLimits, type SlotLimitsResult } from './slot-limits';
 import { summarizeTableSize, type TableSizeResult } from './table-size';
 
 export interface FullResults {
@@ -20,7 +21,11 @@ export interface FullResults {
   readonly tableSize?: TableSizeResult;
   readonly batch?: BatchResult;
   readonly contention?: ContentionResult;
+  readonly slots?: SlotLimitsResult;
 }
+
+/** The slot target (issue 13): at limits of 100,000 and 1,000,000, within this times the latency at limit 4. */
+export const SLOT_LIMIT_TARGET = 2;
 
 /** The table-size target: at 1,000,000 held locks, no worse than this times the empty table. */
 export const TABLE_SIZE_TARGET = 1.3;
@@ -30,6 +35,7 @@ export const CHART_FILES = {
   tableSize: 'bench-table-size.svg',
   batch: 'bench-batch-size.svg',
   contention: 'bench-contention.svg',
+  slots: 'bench-slot-limits.svg',
 } as const;
 
 /** What each peer does not give, in the order of PEER_LABELS after the package. */
@@ -317,9 +323,8 @@ function contentionSection(result: ContentionResult): string {
     `N=${s.callers}`,
     formatCount(s.acquisitionsPerSecond),
     formatRatio(s.vsSmallest),
-    s.lostRacesPerAcquisition.toFixed(2),
+    s.failedAttemptsPerAcquisition.toFixed(2),
     s.rejectionsPerAcquisition.toFixed(2),
-    (s.lostRacesPerAcquisition + s.rejectionsPerAcquisition).toFixed(2),
     s.retriesPerAcquisition.toFixed(3),
     s.perSlot.map((count) => formatCount(count)).join(' / '),
     s.slotCv.toFixed(3),
@@ -333,18 +338,18 @@ function contentionSection(result: ContentionResult): string {
     `N callers compete for \`acquireSlot(owner, name, ${settings.slots})\`: ${settings.slots} slots, each caller holds ` +
       `the slot it got for ${settings.holdMs} ms, releases it and goes again; a caller that finds every slot held waits ` +
       `a random 0 to ${settings.holdMs} ms. ${settings.rounds} interleaved rounds of ${settings.sliceMs} ms per N. A ` +
-      '"lost race" is a slot seen free by acquireSlot’s read but taken before its INSERT (it then tries the next free ' +
-      'one); a "rejection" is a call that found every slot held. Counted on the package’s diagnostics channels. CV = ' +
-      'coefficient of variation (standard deviation / mean): 0 is perfectly even.',
+      '"failed attempt" is a statement of a successful `acquireSlot` beyond its first (`AcquiredSlot.attempts - 1`): ' +
+      'on MariaDB an INSERT that met a slot taken since `acquireSlot` read its candidates; a "rejection" is a call ' +
+      'that found every slot held (the caller then waits and tries again: how often depends on its own pace, not on ' +
+      'the package). CV = coefficient of variation (standard deviation / mean): 0 is perfectly even.',
     '',
     markdownTable(
       [
         'callers',
         'acquisitions/s',
         `vs N=${settings.callerCounts[0]}`,
-        'lost races / acq.',
+        'failed attempts / acq.',
         'rejections / acq.',
-        'conflicts / acq.',
         'retried deadlocks / acq.',
         'acquisitions per slot',
         'slot CV',
@@ -389,7 +394,7 @@ function contentionChart(result: ContentionResult): string {
     title: 'Conflicts per acquisition',
     groups: summary.map((s) => `N=${s.callers}`),
     series: [
-      { label: 'lost races', values: summary.map((s) => s.lostRacesPerAcquisition) },
+      { label: 'failed attempts', values: summary.map((s) => s.failedAttemptsPerAcquisition) },
       { label: 'rejections', values: summary.map((s) => s.rejectionsPerAcquisition) },
     ],
     y: { label: 'per acquisition', min: 0 },
@@ -397,6 +402,86 @@ function contentionChart(result: ContentionResult): string {
     width: 280,
   });
   return svgDocument([share, rate, conflicts], 'drydock-slotlock acquireSlot on MariaDB: see docs/benchmarks.md');
+}
+
+// --- slot families ------------------------------------------------------------------
+
+function slotLimitsSection(result: SlotLimitsResult): string {
+  const { settings } = result;
+  const rows: string[][] = [];
+  const verdicts: string[] = [];
+  for (const engine of result.engines) {
+    const summary = summarizeSlotLimits(result, engine);
+    for (const s of summary) {
+      rows.push([
+        engine.engine,
+        formatCount(s.limit),
+        formatMs(s.medianMs),
+        formatMs(s.p99Ms),
+        formatRatio(s.vsSmallest),
+        s.attemptsPerAcquisition.toFixed(2),
+        formatCount(s.samples),
+      ]);
+    }
+    const large = summary.filter((s) => s.limit >= 100_000);
+    if (large.length > 0) {
+      const worst = Math.max(...large.map((s) => s.vsSmallest));
+      verdicts.push(
+        `${engine.engine}: ${formatRatioNear(worst, SLOT_LIMIT_TARGET)} at worst (${verdict(worst <= SLOT_LIMIT_TARGET)})`,
+      );
+    }
+  }
+  return [
+    '### Slot families: acquireSlot against the limit',
+    '',
+    `![acquireSlot latency against the limit](${CHART_FILES.slots})`,
+    '',
+    `Latency of one \`acquireSlot(owner, name, limit)\`, one caller, each family ${settings.fill * 100} % held by ` +
+      'others (random slots), released after each call (not timed). One family per limit in one table per engine; ' +
+      `${settings.rounds} interleaved rounds of ${settings.sliceMs} ms per limit; the ratio is the median of per-round ` +
+      `ratios against limit ${formatCount(settings.limits[0]!)}. Each try offers the server at most 32 random ` +
+      'candidate slots and takes the first free one (one statement on PostgreSQL and SQLite; a read, then a one-row ' +
+      'INSERT on MariaDB), so neither the time nor the client’s memory grows with the limit.',
+    '',
+    markdownTable(
+      [
+        'engine',
+        'limit',
+        'median ms',
+        'p99 ms',
+        `vs limit ${formatCount(settings.limits[0]!)}`,
+        'statements / call',
+        'samples',
+      ],
+      rows,
+    ),
+    '',
+    verdicts.length === 0
+      ? ''
+      : `Target (issue 13): at limits of 100,000 and 1,000,000, within ${formatRatio(SLOT_LIMIT_TARGET)} the latency ` +
+        `at limit ${formatCount(settings.limits[0]!)}. ${verdicts.join('; ')}.`,
+    '',
+  ].join('\n');
+}
+
+function slotLimitsChart(result: SlotLimitsResult): string {
+  const limits = result.settings.limits;
+  const ticks = limits.map((limit) => ({ value: Math.log10(limit), label: shortLimit(limit) }));
+  const panel = lineChart({
+    title: 'acquireSlot latency, median',
+    x: { label: 'slots in the family (log)', ticks, min: Math.log10(limits[0]!), max: Math.log10(limits.at(-1)!) },
+    y: { label: 'ms', min: 0 },
+    series: result.engines.map((engine) => ({
+      label: engine.engine,
+      points: summarizeSlotLimits(result, engine).map((s) => ({ x: Math.log10(s.limit), y: s.medianMs })),
+    })),
+    width: 420,
+  });
+  return svgDocument([panel], 'drydock-slotlock acquireSlot: see docs/benchmarks.md');
+}
+
+function shortLimit(limit: number): string {
+  return limit >= 1e6 ? `${limit / 1e6}M` : limit >= 1e3 ? `${limit / 1e3}k` : String(limit);
 }
 
 // --- document ----------------------------------------------------------------------
@@ -454,11 +539,20 @@ function atAGlance(results: FullResults): string {
           .map(
             (s) =>
               `N=${s.callers} ${formatCount(s.acquisitionsPerSecond)} acquisitions/s, ` +
-              `${(s.lostRacesPerAcquisition + s.rejectionsPerAcquisition).toFixed(2)} conflicts per acquisition, slot CV ${s.slotCv.toFixed(3)}`,
+              `${s.failedAttemptsPerAcquisition.toFixed(2)} failed attempts and ${s.rejectionsPerAcquisition.toFixed(2)} ` +
+              `rejections per acquisition, slot CV ${s.slotCv.toFixed(3)}`,
           )
           .join('; ') +
         '.',
     );
+  }
+  if (results.slots !== undefined) {
+    const parts = results.slots.engines.map((engine) => {
+      const summary = summarizeSlotLimits(results.slots!, engine);
+      const last = summary.at(-1)!;
+      return `${engine.engine} ${formatMs(summary[0]!.medianMs)} ms at limit ${formatCount(summary[0]!.limit)}, ${formatMs(last.medianMs)} ms at ${formatCount(last.limit)} (${formatRatio(last.vsSmallest)})`;
+    });
+    lines.push(`- **Slot families** (acquireSlot, ${results.slots.settings.fill * 100} % held): ${parts.join('; ')}.`);
   }
   return lines.length === 0 ? '' : ['## At a glance', '', ...lines, ''].join('\n');
 }
@@ -505,12 +599,18 @@ export function renderMarkdown(results: FullResults): string {
     machineSection(results),
   ];
   if (results.peers !== undefined) sections.push(peersSection(results.peers));
-  if (results.tableSize !== undefined || results.batch !== undefined || results.contention !== undefined) {
+  if (
+    results.tableSize !== undefined ||
+    results.batch !== undefined ||
+    results.contention !== undefined ||
+    results.slots !== undefined
+  ) {
     sections.push('## How cost grows', '');
   }
   if (results.tableSize !== undefined) sections.push(tableSizeSection(results.tableSize));
   if (results.batch !== undefined) sections.push(batchSection(results.batch));
   if (results.contention !== undefined) sections.push(contentionSection(results.contention));
+  if (results.slots !== undefined) sections.push(slotLimitsSection(results.slots));
   return sections.join('\n');
 }
 
@@ -521,5 +621,6 @@ export function renderCharts(results: FullResults): Record<string, string> {
   if (results.tableSize !== undefined) charts[CHART_FILES.tableSize] = tableSizeChart(results.tableSize);
   if (results.batch !== undefined) charts[CHART_FILES.batch] = batchChart(results.batch);
   if (results.contention !== undefined) charts[CHART_FILES.contention] = contentionChart(results.contention);
+  if (results.slots !== undefined) charts[CHART_FILES.slots] = slotLimitsChart(results.slots);
   return charts;
 }

@@ -17,10 +17,14 @@ export const SQLITE_BUSY_TIMEOUT_MS = 5000;
  * The embedded SQLite database the `slotlock` command uses when no URL is given:
  * `$XDG_DATA_HOME/drydock-slotlock/slotlock.sqlite` (by default
  * `~/.local/share/drydock-slotlock/slotlock.sqlite`), one per user and host, so that
- * every `slotlock` run of that user shares it whatever its working directory.
+ * every `slotlock` run of that user shares it whatever its working directory. An empty or
+ * relative `XDG_DATA_HOME` counts as unset, as the XDG Base Directory spec says: either
+ * would make the file depend on the working directory.
  */
 export function embeddedDatabaseUrl(env: NodeJS.ProcessEnv = process.env): string {
-  const dataHome = env.XDG_DATA_HOME ?? path.join(homedir(), '.local', 'share');
+  const xdgDataHome = env.XDG_DATA_HOME;
+  const dataHome =
+    xdgDataHome !== undefined && path.isAbsolute(xdgDataHome) ? xdgDataHome : path.join(homedir(), '.local', 'share');
   return `sqlite:${path.join(dataHome, 'drydock-slotlock', 'slotlock.sqlite')}`;
 }
 

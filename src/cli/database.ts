@@ -9,6 +9,7 @@ import {
   SlotLockService,
   sqlitePath,
 } from '../index';
+import { parseServerDatabaseUrl } from '../config/database-url';
 import { CliError } from './cli-error';
 import { rememberPassword } from './hide-passwords';
 import { ENGINE_DRIVERS, engineOf } from './url-engine';
@@ -96,9 +97,9 @@ function assertSqliteFileExists(url: string): void {
   }
 }
 
-/** The database a URL names (its path), decoded. */
+/** The database a server URL names, decoded, as the driver gets it. */
 export function databaseNameOf(url: string): string {
-  return decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));
+  return parseServerDatabaseUrl(url).database;
 }
 
 /** The same URL naming another database. */
@@ -159,6 +160,13 @@ export function describeDatabaseError(error: unknown, url: string): unknown {
   const fail = (message: string): CliError => new CliError(message, undefined, { cause: error });
   const retry = 'pass --url or set SLOTLOCK_DATABASE_URL';
 
+  // `?sslmode=` asked for TLS (see SSL_MODES): mysql2 says so with a code, pg in its message only.
+  if (code === 'HANDSHAKE_NO_SSL_SUPPORT' || /does not support SSL connections/i.test(text)) {
+    return fail(
+      `cannot connect to ${where}: the server does not support TLS, which sslmode asks for; ` +
+        'enable TLS on the server, or use sslmode=disable',
+    );
+  }
   switch (code) {
     case 'ECONNREFUSED':
       return fail(`cannot connect to ${where}: connection refused (is the server running there?); ${retry}`);
@@ -212,7 +220,7 @@ export function describeDatabaseError(error: unknown, url: string): unknown {
 
 function hostOf(url: string): string {
   try {
-    return new URL(url).hostname;
+    return parseServerDatabaseUrl(url).host;
   } catch {
     return redactUrl(url);
   }

@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { DataSource } from 'typeorm';
 import { redactUrl, sqlitePath } from '../index';
+import { parseServerDatabaseUrl, serverConnectionOptions } from '../config/database-url';
 import { describeDatabaseError, databaseNameOf, serverUrl, withDatabaseName } from './database';
 import { engineOf, type UrlEngine } from './url-engine';
 
@@ -18,10 +19,9 @@ async function withServer<T>(url: string, fn: (server: DataSource, engine: UrlEn
   let server: DataSource | undefined;
   try {
     // Inside the try: TypeORM loads the driver here, and a missing one is described like any failure.
+    // The URL's own parts (the same reading as the migration's DataSource), on another database.
     server = new DataSource(
-      engine === 'postgres'
-        ? { type: 'postgres', url: withDatabaseName(url, 'postgres') }
-        : { type: 'mysql', url: serverUrl(url) },
+      serverConnectionOptions(parseServerDatabaseUrl(url), engine === 'postgres' ? 'postgres' : undefined),
     );
     await server.initialize();
     return await fn(server, engine);

@@ -1,9 +1,9 @@
-import * as net from 'node:net';
 import { DataSource, type DataSourceOptions } from 'typeorm';
 import { dataSourceOptionsFromUrl } from '../../src';
 import { MYSQL_SERVER_URL, testDatabaseName, withAdmin } from '../support/database';
 import { POSTGRES_SERVER_URL } from '../support/engines';
 import { killCli, runCli } from '../support/cli';
+import { startTcpRelay } from '../support/tcp-relay';
 
 /**
  * A server URL means one thing to every part of slotlock: `--create-database`, the
@@ -43,32 +43,6 @@ async function hasLockTable(engine: 'mariadb' | 'postgres', name: string): Promi
   } finally {
     await dataSource.destroy();
   }
-}
-
-/** A TCP relay listening on [::1] only, to a server on 127.0.0.1: the servers here listen on IPv4 only. */
-async function ipv6Relay(targetPort: number): Promise<{ port: number; connections: () => number; close: () => void }> {
-  let connections = 0;
-  const sockets = new Set<net.Socket>();
-  const relay = net.createServer((client) => {
-    connections += 1;
-    const upstream = net.connect(targetPort, '127.0.0.1');
-    for (const socket of [client, upstream]) {
-      sockets.add(socket);
-      socket.on('error', () => undefined);
-    }
-    client.pipe(upstream).pipe(client);
-    client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
-  });
-  await new Promise<void>((resolve, reject) => relay.once('error', reject).listen(0, '::1', resolve));
-  return {
-    port: (relay.address() as net.AddressInfo).port,
-    connections: () => connections,
-    close: () => {
-      for (const socket of sockets) socket.destroy();
-      relay.close();
-    },
-  };
 }
 
 afterEach(() => killCli());
@@ -191,7 +165,7 @@ describe.each(SERVERS)('slotlock on $engine: the URL means one database and one 
 
   it('an IPv6 host in brackets ([::1]) connects, for --create-database, migrate and the commands', async () => {
     // Neither test server listens on ::1 (ss -ltn): a relay on [::1] stands in front of it.
-    const relay = await ipv6Relay(port);
+    const relay = await startTcpRelay(port, { listenHost: '::1' });
     try {
       await dropDatabase(engine, PLAIN);
       const url = `${server.replace('127.0.0.1', `[::1]`).replace(/:\d+$/, `:${relay.port}`)}/${PLAIN}`;

@@ -27,7 +27,10 @@ export function registerMigrate(program: Command): void {
         'use it as it is.',
     )
     .option('--revert', 'undo the last migration instead (drops drydock_slotlock, and every lock in it)')
-    .option('--create-database', 'create the database of the URL first if it does not exist (MySQL, PostgreSQL)')
+    .option(
+      '--create-database',
+      'create the database of the URL first if it does not exist (MySQL, PostgreSQL; runs at once all succeed)',
+    )
     .addOption(urlOption())
     .addHelpText(
       'after',

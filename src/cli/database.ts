@@ -12,6 +12,8 @@ import {
 import { parseServerDatabaseUrl } from '../config/database-url';
 import { CliError } from './cli-error';
 import { rememberPassword } from './hide-passwords';
+import { cliTypeormLogger } from './typeorm-logger';
+import { unrecordedLockTableMessage } from './unrecorded-lock-table';
 import { ENGINE_DRIVERS, engineOf } from './url-engine';
 
 /** What every database subcommand gets: the URL in force, an initialized DataSource and the service on it. */
@@ -73,7 +75,7 @@ export async function withDatabase<T>(
   let slotLocks: SlotLockService | undefined;
   try {
     // Inside the try: TypeORM loads the driver package here, and a missing one is described.
-    dataSource = new DataSource(dataSourceOptions);
+    dataSource = new DataSource({ ...dataSourceOptions, logger: cliTypeormLogger() });
     await dataSource.initialize();
     slotLocks = new SlotLockService(dataSource);
     return await fn({ url, dataSource, slotLocks });
@@ -206,11 +208,9 @@ export function describeDatabaseError(error: unknown, url: string): unknown {
       );
     case 1146: // ER_NO_SUCH_TABLE
       return fail(`${text} (${where}): create the lock table with \`slotlock migrate\` (same --url)`);
-    case 1050: // ER_TABLE_EXISTS_ERROR
-      return fail(
-        `${text} (${where}) but TypeORM has no record of creating it: it is probably Phorge's own; ` +
-          'use the database as it is, without `slotlock migrate`',
-      );
+    case 1050: // ER_TABLE_EXISTS_ERROR (`slotlock migrate` checks first: this is a table created meanwhile)
+      if (/drydock_slotlock/.test(text)) return fail(unrecordedLockTableMessage(where));
+      break;
   }
   if (code !== undefined || errno !== undefined) {
     return fail(`database error on ${where}: ${text || code || String(errno)}`);

@@ -55,6 +55,13 @@ export interface WithDatabaseOptions {
    * should not leave an empty file (or folder) behind.
    */
   readonly createSqliteFile?: boolean;
+  /**
+   * The command only reads (`held`, `locks`): an existing SQLite file is opened read-only
+   * and as it is, so that looking changes nothing. Without it, TypeORM's `enableWAL` would
+   * switch a rollback-journal database to WAL for good, and opening an empty file would
+   * write a database header into it.
+   */
+  readonly readOnly?: boolean;
 }
 
 /**
@@ -69,8 +76,9 @@ export async function withDatabase<T>(
   options: WithDatabaseOptions = {},
 ): Promise<T> {
   const url = cliDatabaseUrl(urlOption);
-  const dataSourceOptions = cliDataSourceOptions(url);
+  let dataSourceOptions = cliDataSourceOptions(url);
   if (engineOf(url) === 'sqlite' && options.createSqliteFile !== true) assertSqliteFileExists(url);
+  if (engineOf(url) === 'sqlite' && options.readOnly === true) dataSourceOptions = readOnlySqlite(dataSourceOptions);
   let dataSource: DataSource | undefined;
   let slotLocks: SlotLockService | undefined;
   try {
@@ -86,6 +94,16 @@ export async function withDatabase<T>(
     await slotLocks?.close().catch(() => undefined);
     if (dataSource?.isInitialized === true) await dataSource.destroy().catch(() => undefined);
   }
+}
+
+/**
+ * SQLite options that leave the file as it is: no `enableWAL` (a read-only connection
+ * reads a WAL database and a rollback-journal one alike), opened read-only. On a WAL
+ * database whose `-wal` and `-shm` files are gone SQLite recreates them beside it (readers
+ * need the shared memory index); the database file itself is never written.
+ */
+function readOnlySqlite(options: DataSourceOptions): DataSourceOptions {
+  return { ...options, enableWAL: false, readonly: true } as DataSourceOptions;
 }
 
 /** A `sqlite:` URL whose file is missing is a {@link CliError} (TypeORM would create the file and its folder). */

@@ -66,6 +66,11 @@ and the command gets each signal once, as it would without slotlock:
 If slotlock itself is killed with SIGKILL nothing is passed on (without a terminal the command
 outlives it) and the locks stay (they never expire): release them with
 \`slotlock release --owner OWNER\`.
+Signals the caller ignores are not ignored by the command: Node starts it with every signal
+at its default, so under \`nohup slotlock run ...\` a hangup kills the command (and so does a
+SIGINT under \`sh -c 'slotlock run ... &'\`). Put nohup inside instead:
+\`slotlock run --lock KEY -- nohup CMD\` (the command itself then ignores SIGHUP).
+
 Example:
   slotlock run --lock 'deploy(production)' --wait 600 -- ./deploy.sh production`,
     )

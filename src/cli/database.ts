@@ -9,8 +9,11 @@ import {
   SlotLockService,
   sqlitePath,
 } from '../index';
+import { parseServerDatabaseUrl } from '../config/database-url';
 import { CliError } from './cli-error';
 import { rememberPassword } from './hide-passwords';
+import { cliTypeormLogger } from './typeorm-logger';
+import { unrecordedLockTableMessage } from './unrecorded-lock-table';
 import { ENGINE_DRIVERS, engineOf } from './url-engine';
 
 /** What every database subcommand gets: the URL in force, an initialized DataSource and the service on it. */
@@ -52,6 +55,13 @@ export interface WithDatabaseOptions {
    * should not leave an empty file (or folder) behind.
    */
   readonly createSqliteFile?: boolean;
+  /**
+   * The command only reads (`held`, `locks`): an existing SQLite file is opened read-only
+   * and as it is, so that looking changes nothing. Without it, TypeORM's `enableWAL` would
+   * switch a rollback-journal database to WAL for good, and opening an empty file would
+   * write a database header into it.
+   */
+  readonly readOnly?: boolean;
 }
 
 /**
@@ -66,13 +76,14 @@ export async function withDatabase<T>(
   options: WithDatabaseOptions = {},
 ): Promise<T> {
   const url = cliDatabaseUrl(urlOption);
-  const dataSourceOptions = cliDataSourceOptions(url);
+  let dataSourceOptions = cliDataSourceOptions(url);
   if (engineOf(url) === 'sqlite' && options.createSqliteFile !== true) assertSqliteFileExists(url);
+  if (engineOf(url) === 'sqlite' && options.readOnly === true) dataSourceOptions = readOnlySqlite(dataSourceOptions);
   let dataSource: DataSource | undefined;
   let slotLocks: SlotLockService | undefined;
   try {
     // Inside the try: TypeORM loads the driver package here, and a missing one is described.
-    dataSource = new DataSource(dataSourceOptions);
+    dataSource = new DataSource({ ...dataSourceOptions, logger: cliTypeormLogger() });
     await dataSource.initialize();
     slotLocks = new SlotLockService(dataSource);
     return await fn({ url, dataSource, slotLocks });
@@ -83,6 +94,16 @@ export async function withDatabase<T>(
     await slotLocks?.close().catch(() => undefined);
     if (dataSource?.isInitialized === true) await dataSource.destroy().catch(() => undefined);
   }
+}
+
+/**
+ * SQLite options that leave the file as it is: no `enableWAL` (a read-only connection
+ * reads a WAL database and a rollback-journal one alike), opened read-only. On a WAL
+ * database whose `-wal` and `-shm` files are gone SQLite recreates them beside it (readers
+ * need the shared memory index); the database file itself is never written.
+ */
+function readOnlySqlite(options: DataSourceOptions): DataSourceOptions {
+  return { ...options, enableWAL: false, readonly: true } as DataSourceOptions;
 }
 
 /** A `sqlite:` URL whose file is missing is a {@link CliError} (TypeORM would create the file and its folder). */
@@ -96,9 +117,9 @@ function assertSqliteFileExists(url: string): void {
   }
 }
 
-/** The database a URL names (its path), decoded. */
+/** The database a server URL names, decoded, as the driver gets it. */
 export function databaseNameOf(url: string): string {
-  return decodeURIComponent(new URL(url).pathname.replace(/^\//, ''));
+  return parseServerDatabaseUrl(url).database;
 }
 
 /** The same URL naming another database. */
@@ -159,6 +180,13 @@ export function describeDatabaseError(error: unknown, url: string): unknown {
   const fail = (message: string): CliError => new CliError(message, undefined, { cause: error });
   const retry = 'pass --url or set SLOTLOCK_DATABASE_URL';
 
+  // `?sslmode=` asked for TLS (see SSL_MODES): mysql2 says so with a code, pg in its message only.
+  if (code === 'HANDSHAKE_NO_SSL_SUPPORT' || /does not support SSL connections/i.test(text)) {
+    return fail(
+      `cannot connect to ${where}: the server does not support TLS, which sslmode asks for; ` +
+        'enable TLS on the server, or use sslmode=disable',
+    );
+  }
   switch (code) {
     case 'ECONNREFUSED':
       return fail(`cannot connect to ${where}: connection refused (is the server running there?); ${retry}`);
@@ -198,11 +226,9 @@ export function describeDatabaseError(error: unknown, url: string): unknown {
       );
     case 1146: // ER_NO_SUCH_TABLE
       return fail(`${text} (${where}): create the lock table with \`slotlock migrate\` (same --url)`);
-    case 1050: // ER_TABLE_EXISTS_ERROR
-      return fail(
-        `${text} (${where}) but TypeORM has no record of creating it: it is probably Phorge's own; ` +
-          'use the database as it is, without `slotlock migrate`',
-      );
+    case 1050: // ER_TABLE_EXISTS_ERROR (`slotlock migrate` checks first: this is a table created meanwhile)
+      if (/drydock_slotlock/.test(text)) return fail(unrecordedLockTableMessage(where));
+      break;
   }
   if (code !== undefined || errno !== undefined) {
     return fail(`database error on ${where}: ${text || code || String(errno)}`);
@@ -212,7 +238,7 @@ export function describeDatabaseError(error: unknown, url: string): unknown {
 
 function hostOf(url: string): string {
   try {
-    return new URL(url).hostname;
+    return parseServerDatabaseUrl(url).host;
   } catch {
     return redactUrl(url);
   }

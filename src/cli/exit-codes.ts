@@ -27,6 +27,8 @@ Exit codes:
 
 Database: --url, else $${DATABASE_URL_ENV}, else the embedded SQLite file ${embeddedUrl}
 (mysql://user:password@host:3306/database, postgres://..., sqlite:path; percent-encode
-special characters of the password: / as %2F, % as %25, @ as %40).
+special characters of the password and database: / as %2F, % as %25, @ as %40; an IPv6
+host in brackets, [::1]; no #fragment; the one query parameter is
+?sslmode=disable|verify-full|require|no-verify: TLS verified, or not with no-verify).
 Set SLOTLOCK_DEBUG=1 to print stack traces of unexpected errors.`;
 }

@@ -27,6 +27,22 @@ export function rememberPassword(url: string): void {
   }
 }
 
+/** Where a URL starts inside a command-line argument (`--url=mysql://…`, `--ur=…`, or the URL alone). */
+const URL_START = /[a-z][a-z0-9+.-]*:\/\//i;
+
+/**
+ * Remembers the password of every URL in the command line, before commander reads it:
+ * its usage errors quote what was typed (an unknown `--URL=…`, a URL given to `--wait`),
+ * and an argument's end is where its URL ends, whatever the password holds (a quote or
+ * a blank stops the search for URLs in running text, not here).
+ */
+export function rememberPasswordsOfArguments(argv: readonly string[]): void {
+  for (const argument of argv) {
+    const start = URL_START.exec(argument)?.index;
+    if (start !== undefined) rememberPassword(argument.slice(start));
+  }
+}
+
 /** `text` with the password of every URL in it, and every remembered password, replaced by `***`. */
 export function hidePasswords(text: string): string {
   let hidden = text.replace(URL_IN_TEXT, (url) => redactUrl(url));

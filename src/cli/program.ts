@@ -9,6 +9,7 @@ import { registerMigrate } from './commands/migrate';
 import { registerRelease } from './commands/release';
 import { registerRun } from './commands/run';
 import { exitCodesHelp } from './exit-codes';
+import { hidePasswords } from './hide-passwords';
 
 /**
  * The `slotlock` command. Errors do not exit the process (`exitOverride`): they reach
@@ -24,8 +25,12 @@ export function createProgram(): Command {
     .version(packageVersion(), '-V, --version')
     // Settings below are copied into each subcommand by .command(), so they come first.
     .exitOverride()
-    // Commander's own errors in the same one-line shape as ours: "slotlock: <what>".
-    .configureOutput({ outputError: (text, write) => write(`slotlock: ${text.replace(/^error: /, '')}`) })
+    // Commander's own errors in the same one-line shape as ours: "slotlock: <what>". They quote
+    // what was typed ("unknown option '--URL=mysql://root:pw@…'"), so they go through
+    // hidePasswords like every other message. (Help and version are fixed text: left as written.)
+    .configureOutput({
+      outputError: (text, write) => write(hidePasswords(`slotlock: ${text.replace(/^error: /, '')}`)),
+    })
     .enablePositionalOptions()
     .showHelpAfterError('(add --help for usage)')
     .addHelpText('after', exitCodesHelp());

@@ -3,7 +3,7 @@ import { SlotLockException } from '../index';
 import { CliError } from './cli-error';
 import { firstLine } from './database';
 import { EXIT } from './exit-codes';
-import { hidePasswords } from './hide-passwords';
+import { hidePasswords, rememberPasswordsOfArguments } from './hide-passwords';
 import { inCommandLineTerms } from './options';
 import { createProgram } from './program';
 
@@ -14,6 +14,7 @@ import { createProgram } from './program';
  */
 export async function runCli(argv: readonly string[]): Promise<number> {
   process.exitCode = undefined;
+  rememberPasswordsOfArguments(argv);
   try {
     await createProgram().parseAsync([...argv]);
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok;

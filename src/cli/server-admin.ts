@@ -2,8 +2,10 @@ import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { DataSource } from 'typeorm';
 import { redactUrl, sqlitePath } from '../index';
+import { parseServerDatabaseUrl, serverConnectionOptions } from '../config/database-url';
 import { describeDatabaseError, databaseNameOf, serverUrl, withDatabaseName } from './database';
 import { engineOf, type UrlEngine } from './url-engine';
+import { driverErrorOf } from '../errors/driver-error-of';
 
 function quote(engine: UrlEngine, name: string): string {
   return engine === 'mysql' ? '`' + name.replace(/`/g, '``') + '`' : '"' + name.replace(/"/g, '""') + '"';
@@ -18,10 +20,9 @@ async function withServer<T>(url: string, fn: (server: DataSource, engine: UrlEn
   let server: DataSource | undefined;
   try {
     // Inside the try: TypeORM loads the driver here, and a missing one is described like any failure.
+    // The URL's own parts (the same reading as the migration's DataSource), on another database.
     server = new DataSource(
-      engine === 'postgres'
-        ? { type: 'postgres', url: withDatabaseName(url, 'postgres') }
-        : { type: 'mysql', url: serverUrl(url) },
+      serverConnectionOptions(parseServerDatabaseUrl(url), engine === 'postgres' ? 'postgres' : undefined),
     );
     await server.initialize();
     return await fn(server, engine);
@@ -34,7 +35,9 @@ async function withServer<T>(url: string, fn: (server: DataSource, engine: UrlEn
 
 /**
  * Creates the database of `url` when it is missing (a SQLite file is created on first
- * use anyway). Resolves to a line saying what was done, or `undefined`.
+ * use anyway). Resolves to a line saying what was done, or `undefined` when the database
+ * was there. Idempotent under concurrency: several runs at once (replicas starting
+ * together) can all see it missing; whichever creates it, every run succeeds.
  */
 export async function ensureDatabase(url: string): Promise<string | undefined> {
   if (engineOf(url) === 'sqlite') return undefined;
@@ -46,9 +49,38 @@ export async function ensureDatabase(url: string): Promise<string | undefined> {
         : ((await server.query('SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?', [name])) as unknown[])
             .length > 0;
     if (exists) return undefined;
-    await server.query(`CREATE DATABASE ${quote(engine, name)}`);
-    return `created database ${JSON.stringify(name)} on ${redactUrl(serverUrl(url))}`;
+    const created = await createDatabaseIfMissing(server, engine, name);
+    return created ? `created database ${JSON.stringify(name)} on ${redactUrl(serverUrl(url))}` : undefined;
   });
+}
+
+/** `CREATE DATABASE` that treats "another run created it meanwhile" as done; resolves to whether this one created it. */
+async function createDatabaseIfMissing(server: DataSource, engine: UrlEngine, name: string): Promise<boolean> {
+  if (engine === 'mysql') {
+    // IF NOT EXISTS: a database created meanwhile is a warning (1007), not an error.
+    const result = (await server.query(`CREATE DATABASE IF NOT EXISTS ${quote(engine, name)}`)) as {
+      warningStatus?: unknown;
+    } | null;
+    return !(typeof result?.warningStatus === 'number' && result.warningStatus > 0);
+  }
+  try {
+    // PostgreSQL has no CREATE DATABASE IF NOT EXISTS.
+    await server.query(`CREATE DATABASE ${quote(engine, name)}`);
+    return true;
+  } catch (error) {
+    if (createdMeanwhile(error)) return false;
+    throw error;
+  }
+}
+
+/**
+ * Whether a PostgreSQL CREATE DATABASE failed because another session created the same
+ * database: 42P04 (duplicate_database) once that one has committed, or 23505 on
+ * pg_database's unique name index while both were inserting their row.
+ */
+function createdMeanwhile(error: unknown): boolean {
+  const driver = driverErrorOf(error) as { code?: unknown; constraint?: unknown } | undefined;
+  return driver?.code === '42P04' || (driver?.code === '23505' && driver.constraint === 'pg_database_datname_index');
 }
 
 /**

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { killCli, runCli } from '../support/cli';
@@ -32,6 +32,40 @@ describe('slotlock with no database URL: the embedded SQLite file', () => {
     const released = await runCli(['release', '--owner', 'PHID-A'], { env: env() });
     expect(released.code).toBe(0);
     expect(released.stdout).toMatch(/released 1 lock/);
+  });
+});
+
+describe('an empty or relative $XDG_DATA_HOME counts as unset (XDG Base Directory spec)', () => {
+  let home: string;
+  beforeAll(() => {
+    home = mkdtempSync(path.join(tmpdir(), 'slotlock-home-'));
+  });
+  afterAll(() => {
+    rmSync(home, { recursive: true, force: true });
+  });
+
+  it.each([
+    ['empty', ''],
+    ['relative', 'data'],
+  ])('%s: every working directory uses ~/.local/share/drydock-slotlock/slotlock.sqlite', async (_what, xdgDataHome) => {
+    const file = path.join(home, '.local', 'share', 'drydock-slotlock', 'slotlock.sqlite');
+    rmSync(path.join(home, '.local'), { recursive: true, force: true });
+    const env = { HOME: home, XDG_DATA_HOME: xdgDataHome };
+    const [first, second] = [path.join(home, 'a'), path.join(home, 'b')];
+    for (const folder of [first, second]) mkdirSync(folder, { recursive: true });
+
+    expect((await runCli(['migrate'], { env, cwd: first })).code).toBe(0);
+    expect(existsSync(file)).toBe(true);
+    expect((await runCli(['acquire', '--owner', 'PHID-A', 'k'], { env, cwd: first })).code).toBe(0);
+    // From another working directory: the same file, so the same lock.
+    const held = await runCli(['held', 'k'], { env, cwd: second });
+    expect({ code: held.code, stdout: held.stdout, stderr: held.stderr }).toEqual({
+      code: 0,
+      stdout: expect.stringContaining('PHID-A'),
+      stderr: '',
+    });
+    expect((await runCli(['held', '--help'], { env, cwd: second })).stdout).toContain(file);
+    for (const folder of [first, second]) expect(readdirSync(folder)).toEqual([]);
   });
 });
 

@@ -22,6 +22,14 @@ describe('slotlock --help', () => {
     expect(result.stdout).toContain('Exit codes:');
   });
 
+  it('run --help says which signals reach the command, and how to run it under nohup', async () => {
+    const help = (await runCli(['run', '--help'])).stdout.replace(/\s+/g, ' ');
+    expect(help).toContain('With a terminal');
+    expect(help).toContain("A signal sent to slotlock's pid alone does not reach the command");
+    expect(help).toContain('Without a terminal');
+    expect(help).toContain('slotlock run --lock KEY -- nohup CMD');
+  });
+
   it('help <command> and --version exit 0; no command at all is a usage error', async () => {
     expect((await runCli(['help', 'run'])).code).toBe(0);
     const version = await runCli(['--version']);

@@ -1,3 +1,8 @@
+import Database from 'better-sqlite3';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
 import { digestForIndex } from '../../src';
 import { recreateDatabase, testDatabaseName } from '../support/database';
 import { cliUrl, killCli, linesOf, runCli } from '../support/cli';
@@ -78,5 +83,73 @@ describe('slotlock held', () => {
     expect(JSON.parse(free.stdout)).toEqual([]);
     const human = await runCli(['held', 'free(9)', '--url', URL]);
     expect(human.stdout).toBe('"free(9)" is free\n');
+  });
+});
+
+describe('held and locks only read: an existing SQLite file is left exactly as it was', () => {
+  let folder: string;
+  beforeAll(() => {
+    folder = mkdtempSync(path.join(tmpdir(), 'slotlock-readonly-'));
+  });
+  afterAll(() => rmSync(folder, { recursive: true, force: true }));
+
+  /** The file's bytes (as a digest) and journal mode, read without changing either. */
+  function stateOf(file: string): { bytes: number; sha256: string; journalMode: unknown } {
+    const content = readFileSync(file);
+    let journalMode: unknown = 'none (empty file)';
+    if (content.length > 0) {
+      const db = new Database(file, { readonly: true, fileMustExist: true });
+      journalMode = db.pragma('journal_mode', { simple: true });
+      db.close();
+    }
+    return { bytes: content.length, sha256: createHash('sha256').update(content).digest('hex'), journalMode };
+  }
+
+  /** A migrated lock database holding one lock, closed, in `journalMode`. */
+  async function lockDatabase(name: string, journalMode: 'delete' | 'wal'): Promise<string> {
+    const file = path.join(folder, name);
+    const url = `sqlite:${file}`;
+    expect((await runCli(['migrate', '--url', url])).code).toBe(0);
+    expect((await runCli(['acquire', '--owner', 'PHID-ro', 'k', '--url', url])).code).toBe(0);
+    const db = new Database(file);
+    db.pragma(`journal_mode = ${journalMode}`);
+    db.close();
+    // Closed cleanly: a WAL database has no -wal or -shm file left, as after any clean shutdown.
+    expect([existsSync(`${file}-wal`), existsSync(`${file}-shm`)]).toEqual([false, false]);
+    return file;
+  }
+
+  it.each([
+    ['a rollback-journal database (journal_mode=delete)', 'delete'],
+    ['a WAL database whose -wal and -shm files are gone', 'wal'],
+  ] as const)('%s: held and locks answer, and its bytes and journal mode stay the same', async (_what, mode) => {
+    const file = await lockDatabase(`${mode}.sqlite`, mode);
+    const before = stateOf(file);
+    expect(before.journalMode).toBe(mode);
+    const held = await runCli(['held', 'k', '--url', `sqlite:${file}`]);
+    expect({ code: held.code, stderr: held.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(held.stdout).toContain('PHID-ro');
+    const locks = await runCli(['locks', '--owner', 'PHID-ro', '--json', '--url', `sqlite:${file}`]);
+    expect({ code: locks.code, stderr: locks.stderr }).toEqual({ code: 0, stderr: '' });
+    expect(JSON.parse(locks.stdout)).toEqual([{ key: 'k', owner: 'PHID-ro', index: digestForIndex('k') }]);
+    expect(stateOf(file)).toEqual(before);
+    if (mode === 'delete') expect(existsSync(`${file}-wal`)).toBe(false);
+  });
+
+  it('an empty file: says to migrate, and stays empty', async () => {
+    const file = path.join(folder, 'empty.sqlite');
+    writeFileSync(file, '');
+    for (const args of [
+      ['held', 'k'],
+      ['locks', '--owner', 'o'],
+    ]) {
+      const result = await runCli([...args, '--url', `sqlite:${file}`]);
+      expect({ code: result.code, stderr: result.stderr }).toEqual({
+        code: 1,
+        stderr: `slotlock: no such table: drydock_slotlock (sqlite:${file}): create the lock table with \`slotlock migrate\` (same --url)\n`,
+      });
+      expect(stateOf(file).bytes).toBe(0);
+    }
+    expect(readdirSync(folder).filter((name) => name.startsWith('empty'))).toEqual(['empty.sqlite']);
   });
 });

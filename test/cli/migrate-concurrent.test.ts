@@ -1,7 +1,9 @@
 import { DataSource } from 'typeorm';
 import { dataSourceOptionsFromUrl, slotLockMigrations } from '../../src';
 import { killCli, runCli, type CliResult } from '../support/cli';
-import { ENGINES, type TestEngine } from '../support/engines';
+import { withAdmin, testDatabaseName } from '../support/database';
+import { ENGINES, POSTGRES_SERVER_URL, type TestEngine } from '../support/engines';
+import { startTcpRelay } from '../support/tcp-relay';
 
 /** How many `slotlock migrate` start at once, and how often: a race shows up in some rounds only. */
 const RUNS = 6;
@@ -70,6 +72,57 @@ describe.each(ENGINES.map((engine) => [engine.name, engine] as const))(
         expect({ round, reverted: reverted.length }).toEqual({ round, reverted: 1 });
         expect(await schemaOf(engine)).toEqual({ lockTable: false, recorded: MIGRATION_NAMES.slice(0, -1) });
       }
+    });
+  },
+);
+
+/** How many `slotlock migrate --create-database` start at once on a missing database. */
+const CREATORS = 8;
+const CREATE_LABEL = 'cli_create_race';
+
+/** Drops the test database of CREATE_LABEL, so that every run finds it missing. */
+async function dropCreateDatabase(engine: TestEngine): Promise<void> {
+  const name = testDatabaseName(CREATE_LABEL);
+  if (engine.name === 'mariadb') {
+    await withAdmin((admin) => admin.query(`DROP DATABASE IF EXISTS \`${name}\``));
+    return;
+  }
+  const admin = new DataSource({ type: 'postgres', url: `${POSTGRES_SERVER_URL}/postgres` });
+  await admin.initialize();
+  try {
+    await admin.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+  } finally {
+    await admin.destroy();
+  }
+}
+
+describe.each(ENGINES.filter((engine) => engine.name !== 'sqlite').map((engine) => [engine.name, engine] as const))(
+  'slotlock migrate --create-database, %s: several at once on a missing database',
+  (_name, engine) => {
+    it(`${CREATORS} runs, ${ROUNDS} rounds: every run exits 0, one creates the database, one runs the migrations`, async () => {
+      for (let round = 1; round <= ROUNDS; round += 1) {
+        await dropCreateDatabase(engine);
+        // Every run checks that the database is missing, then creates it. A relay holds each
+        // CREATE DATABASE back until all runs have sent theirs, so that they all reach the
+        // server together, every round: the race happens every time, not by chance.
+        const direct = engine.url(CREATE_LABEL);
+        const relay = await startTcpRelay(Number(new URL(direct).port), {
+          holdBack: { text: 'CREATE DATABASE', count: CREATORS, timeoutMs: 10_000 },
+        });
+        const url = direct.replace(/:\d+\//, `:${relay.port}/`);
+        const results = await Promise.all(
+          Array.from({ length: CREATORS }, () => runCli(['migrate', '--create-database', '--url', url])),
+        ).finally(() => relay.close());
+        expect({ round, held: relay.held() }).toEqual({ round, held: CREATORS });
+        expect({ round, outcomes: outcomes(results) }).toEqual({
+          round,
+          outcomes: Array.from({ length: CREATORS }, () => ({ code: 0, stderr: '' })),
+        });
+        const created = results.filter((result) => /^created database /m.test(result.stdout));
+        const ran = results.filter((result) => /^ran /m.test(result.stdout));
+        expect({ round, created: created.length, ran: ran.length }).toEqual({ round, created: 1, ran: 1 });
+      }
+      await dropCreateDatabase(engine);
     });
   },
 );

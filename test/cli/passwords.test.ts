@@ -95,6 +95,37 @@ describe('no password on stdout or stderr', () => {
   });
 });
 
+describe("commander's usage errors quote what was typed, password hidden", () => {
+  it.each([
+    [
+      'an option spelt in capitals',
+      ['held', 'k', '--URL=mysql://root:LEAKsecret@127.0.0.1/db'],
+      /unknown option '--URL=mysql:\/\/root:\*\*\*@127\.0\.0\.1\/db'/,
+    ],
+    [
+      'an abbreviated option',
+      ['held', 'k', '--ur=mysql://root:LEAKsecret@127.0.0.1/db'],
+      /unknown option '--ur=mysql:\/\/root:\*\*\*@127\.0\.0\.1\/db'/,
+    ],
+    [
+      'a URL given to --wait',
+      ['acquire', '--owner', 'o', '--wait=mysql://root:LEAKsecret@h/db', 'k'],
+      /option '--wait <seconds>' argument 'mysql:\/\/root:\*\*\*@h\/db' is invalid/,
+    ],
+    // A quote or a blank in the password ends a URL in running text; the argument still ends it.
+    [
+      'a password with a quote and a blank',
+      ['held', 'k', "--URL=mysql://root:LEAK'a b@127.0.0.1/db"],
+      /unknown option '--URL=/,
+    ],
+  ] as const)('%s: exit 2, the message says what is wrong, no password', async (_what, args, message) => {
+    const result = await runCli(args);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(message);
+    expectNoPassword(result, args);
+  });
+});
+
 describe('redactUrl', () => {
   it('hides any password, however it is written, and keeps the rest of the URL as it was', () => {
     const userArb = fc.string({ minLength: 1 }).filter((user) => !/[:@]/.test(user));

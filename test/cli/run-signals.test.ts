@@ -7,9 +7,11 @@ import { allRows, dataSourceOptions, recreateDatabase, testDatabaseName } from '
 import { CLI_MAIN, cliUrl, killCli, runCli, startCli, type RunningCli } from '../support/cli';
 
 /**
- * `slotlock run` and signals: the command gets each signal once, whoever sent it and
- * however (to slotlock alone, to its process group, from a terminal), finishes its
- * cleanup, and the locks are released after. The command is signal-counter.js.
+ * `slotlock run` and signals: the command gets each signal once, as it would without
+ * slotlock, finishes its cleanup, and the locks are released after. With a controlling
+ * terminal (foreground or background job) the command shares slotlock's process group and
+ * slotlock passes nothing on; without one it has a group of its own and slotlock passes
+ * every signal on. The command is signal-counter.js.
  *
  * Two deliveries of one signal to the command can merge into one when the second comes
  * before the command has handled the first, which hides a double delivery by chance. So
@@ -29,12 +31,13 @@ let dataSource: DataSource;
 let folder: string;
 let reportNumber = 0;
 
-/** What the counter reported: the signals it got, its process group and its terminal's foreground group. */
+/** What the counter reported: the signals it got, its process group, its terminal's foreground group, /dev/tty. */
 interface CounterReport {
   readonly counts: Partial<Record<NodeJS.Signals, number>>;
   readonly pid: number;
   readonly pgrp: number;
   readonly tpgid: number;
+  readonly tty: boolean;
 }
 
 /** A fresh report file, and the `slotlock run` arguments that run the counter writing to it. */
@@ -130,7 +133,8 @@ describe('slotlock run without a terminal (a script, a service, CI): the command
 
   it('under timeout(1), which signals slotlock and then its whole group: the command gets SIGTERM once', async () => {
     const { report, args } = counterRun('S-timeout');
-    const running = startCli(args, { under: ['timeout', '-s', 'TERM', '4'] });
+    // setsid: no controlling terminal, even when the tests run in one.
+    const running = startCli(args, { under: ['setsid', '-w', 'timeout', '-s', 'TERM', '4'] });
     await running.waitForOutput(/counter ready/);
     await running.result;
     const counted = readReport(report);
@@ -142,68 +146,156 @@ describe('slotlock run without a terminal (a script, a service, CI): the command
   });
 });
 
-describe('slotlock run in the foreground of a terminal (a pseudo-terminal from script(1))', () => {
-  /**
-   * Runs `slotlock run ... counter` as the foreground job of a shell (terminal-shell.js) in
-   * a new pseudo-terminal; resolves once the counter is ready. What `type` writes is typed.
-   */
-  function inTerminal(owner: string): {
-    report: string;
-    ready: Promise<{ pid: number; parent: number }>;
-    output: () => string;
-    type: (text: string) => void;
-    exit: Promise<number | null>;
-  } {
-    const { report, args } = counterRun(owner);
-    const words = [process.execPath, TERMINAL_SHELL, process.execPath, CLI_MAIN, ...args];
-    const quoted = words.map((word) => `'${word.replace(/'/g, `'\\''`)}'`);
-    // -e: exit with the shell's code, which is slotlock's.
-    const script = spawn('script', ['-qec', `exec ${quoted.join(' ')}`, '/dev/null'], { stdio: 'pipe' });
-    let output = '';
-    script.stdout.setEncoding('utf8').on('data', (chunk: string) => {
-      output += chunk;
-    });
-    const ready = new Promise<{ pid: number; parent: number }>((resolve, reject) => {
-      const poll = setInterval(() => {
-        if (!/counter ready/.test(output)) return;
-        clearInterval(poll);
-        resolve(counterPids(output));
-      }, 20);
-      script.once('exit', () => {
-        clearInterval(poll);
-        reject(new Error(`script exited before the counter was ready: ${output}`));
-      });
-    });
-    const exit = new Promise<number | null>((resolve) => script.once('exit', (code) => resolve(code)));
-    const killer = setTimeout(() => script.kill('SIGKILL'), 30_000);
-    void exit.then(() => clearTimeout(killer));
-    return { report, ready, output: () => output, type: (text) => script.stdin.write(text), exit };
-  }
+/** The process group of `pid`, from /proc. */
+function processGroupOf(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[2]);
+}
 
+/** A program running in a new pseudo-terminal from script(1): its output, what is typed to it, its exit. */
+interface Terminal {
+  output(): string;
+  type(text: string): void;
+  /** Resolves once the output matches `pattern`; rejects if script exits first. */
+  waitFor(pattern: RegExp): Promise<RegExpExecArray>;
+  readonly exit: Promise<number | null>;
+}
+
+/** Runs `command` (a shell command line) as the session leader of a new pseudo-terminal. */
+function inPseudoTerminal(command: string, env: NodeJS.ProcessEnv = process.env): Terminal {
+  // -e: exit with the program's code.
+  const script = spawn('script', ['-qec', command, '/dev/null'], { stdio: 'pipe', env });
+  let output = '';
+  script.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+    output += chunk;
+  });
+  const exit = new Promise<number | null>((resolve) => script.once('exit', (code) => resolve(code)));
+  const killer = setTimeout(() => script.kill('SIGKILL'), 30_000);
+  void exit.then(() => clearTimeout(killer));
+  return {
+    output: () => output,
+    type: (text) => script.stdin.write(text),
+    waitFor: (pattern) =>
+      new Promise((resolve, reject) => {
+        const poll = setInterval(() => {
+          const match = pattern.exec(output);
+          if (match === null) return;
+          clearInterval(poll);
+          resolve(match);
+        }, 20);
+        void exit.then(() => {
+          clearInterval(poll);
+          const match = pattern.exec(output);
+          if (match !== null) resolve(match);
+          else reject(new Error(`script exited before ${pattern} showed: ${output}`));
+        });
+      }),
+    exit,
+  };
+}
+
+function shellQuote(words: readonly string[]): string {
+  return words.map((word) => `'${word.replace(/'/g, `'\\''`)}'`).join(' ');
+}
+
+describe('slotlock run with a terminal (pseudo-terminals from script(1)): the command in its group, nothing passed on', () => {
   beforeAll(() => {
     // A missing script(1) must fail these tests, not skip them.
     const probe = spawnSync('script', ['--version'], { encoding: 'utf8' });
     if (probe.status !== 0) throw new Error('these tests need script(1) from util-linux (apt-get install bsdutils)');
   });
 
-  it('Ctrl-C reaches the command once (from the terminal; slotlock does not pass it on); it cleans up, the locks are released', async () => {
-    const terminal = inTerminal('T-ctrl-c');
-    const { parent: slotlock } = await terminal.ready;
-    await signalWhileSlotlockIsStopped(slotlock, () => terminal.type('\x03'));
-    expect(await terminal.exit).toBe(COUNTER_EXIT);
-    const counted = readReport(terminal.report);
-    expect(counted.counts).toEqual({ SIGINT: 1 });
-    // In the terminal's foreground group, as it would be without slotlock: it can use the terminal.
-    expect(counted.pgrp).toBe(counted.tpgid);
-    expect(await holders()).toEqual([]);
+  describe('in the foreground', () => {
+    /**
+     * Runs `slotlock run ... counter` as the foreground job of a shell (terminal-shell.js) in
+     * a new pseudo-terminal; resolves once the counter is ready.
+     */
+    async function inForeground(
+      owner: string,
+    ): Promise<{ terminal: Terminal; report: string; slotlock: number; counter: number }> {
+      const { report, args } = counterRun(owner);
+      const terminal = inPseudoTerminal(
+        `exec ${shellQuote([process.execPath, TERMINAL_SHELL, process.execPath, CLI_MAIN, ...args])}`,
+      );
+      const { pid, parent } = counterPids((await terminal.waitFor(/counter ready: pid \d+, parent \d+/))[0]);
+      return { terminal, report, slotlock: parent, counter: pid };
+    }
+
+    it('Ctrl-C reaches the command once (from the terminal); it cleans up, the locks are released', async () => {
+      const { terminal, report, slotlock } = await inForeground('T-ctrl-c');
+      await signalWhileSlotlockIsStopped(slotlock, () => terminal.type('\x03'));
+      expect(await terminal.exit).toBe(COUNTER_EXIT);
+      const counted = readReport(report);
+      expect(counted.counts).toEqual({ SIGINT: 1 });
+      // In the terminal's foreground group, as it would be without slotlock: it can use the terminal.
+      expect(counted.pgrp).toBe(counted.tpgid);
+      expect(counted.tty).toBe(true);
+      expect(await holders()).toEqual([]);
+    });
+
+    it('SIGTERM to the whole foreground group (kill -TERM -PGID, kill 0) reaches the command once', async () => {
+      const { terminal, report, slotlock } = await inForeground('T-group-term');
+      const group = processGroupOf(slotlock);
+      await signalWhileSlotlockIsStopped(slotlock, () => process.kill(-group, 'SIGTERM'));
+      expect(await terminal.exit).toBe(COUNTER_EXIT);
+      expect(readReport(report).counts).toEqual({ SIGTERM: 1 });
+      expect(await holders()).toEqual([]);
+    });
+
+    it("a signal sent to slotlock's pid alone is not passed on: slotlock waits for the command, then releases", async () => {
+      const { terminal, report, slotlock, counter } = await inForeground('T-pid-term');
+      await signalWhileSlotlockIsStopped(slotlock, () => process.kill(slotlock, 'SIGTERM'));
+      await new Promise((resolve) => setTimeout(resolve, DIRECT_DELIVERY_MS));
+      // The command runs on, untouched, and slotlock still holds its lock.
+      expect(terminal.output()).not.toMatch(/counter got/);
+      expect(existsSync(report)).toBe(false);
+      expect(await holders()).toEqual(['T-pid-term job(1)']);
+      // Stopped as one stops it without slotlock: signal the command itself.
+      process.kill(counter, 'SIGTERM');
+      expect(await terminal.exit).toBe(COUNTER_EXIT);
+      expect(readReport(report).counts).toEqual({ SIGTERM: 1 });
+      expect(await holders()).toEqual([]);
+    });
   });
 
-  it('SIGTERM sent to slotlock alone is passed on, once', async () => {
-    const terminal = inTerminal('T-term');
-    const { parent: slotlock } = await terminal.ready;
-    await signalWhileSlotlockIsStopped(slotlock, () => process.kill(slotlock, 'SIGTERM'));
-    expect(await terminal.exit).toBe(COUNTER_EXIT);
-    expect(readReport(terminal.report).counts).toEqual({ SIGTERM: 1 });
-    expect(await holders()).toEqual([]);
+  describe('as a background job of an interactive shell (cmd &)', () => {
+    /** bash with job control in a new pseudo-terminal, running `slotlock run ... counter &`; resolves once the counter is ready. */
+    async function inBackground(owner: string): Promise<{ shell: Terminal; report: string; slotlock: number }> {
+      const { report, args } = counterRun(owner);
+      const shell = inPseudoTerminal('exec bash --norc --noprofile -i', { ...process.env, PS1: '$ ' });
+      shell.type(`${shellQuote([process.execPath, CLI_MAIN, ...args])} &\n`);
+      const { parent } = counterPids((await shell.waitFor(/counter ready: pid \d+, parent \d+/))[0]);
+      return { shell, report, slotlock: parent };
+    }
+
+    /** Waits for the job, and resolves to its exit status as the shell saw it; the shell then exits. */
+    async function jobExit(shell: Terminal): Promise<number> {
+      shell.type('wait %1; echo "job-exit:$?"\n');
+      const status = Number((await shell.waitFor(/job-exit:(\d+)/))[1]);
+      shell.type('exit\n');
+      await shell.exit;
+      return status;
+    }
+
+    it('kill %1 reaches the command once; it keeps the terminal (/dev/tty), cleans up, the locks are released', async () => {
+      const { shell, report, slotlock } = await inBackground('B-kill-job');
+      shell.type('kill %1\n');
+      expect(await jobExit(shell)).toBe(COUNTER_EXIT);
+      const counted = readReport(report);
+      expect(counted.counts).toEqual({ SIGTERM: 1 });
+      // In slotlock's group (the job's), not the terminal's foreground group, and still in its session.
+      expect(counted.pgrp).toBe(slotlock);
+      expect(counted.pgrp).not.toBe(counted.tpgid);
+      expect(counted.tty).toBe(true);
+      expect(await holders()).toEqual([]);
+    });
+
+    it("SIGTERM to the job's process group reaches the command once, even with slotlock held back", async () => {
+      const { shell, report, slotlock } = await inBackground('B-group-term');
+      await signalWhileSlotlockIsStopped(slotlock, () => process.kill(-slotlock, 'SIGTERM'));
+      expect(await jobExit(shell)).toBe(COUNTER_EXIT);
+      expect(readReport(report).counts).toEqual({ SIGTERM: 1 });
+      expect(await holders()).toEqual([]);
+    });
   });
 });

@@ -7,6 +7,11 @@ import { CLI_MAIN, cliUrl, killCli, runCli, startCli } from '../support/cli';
 
 const DATABASE = testDatabaseName('cli_run');
 const URL = cliUrl(DATABASE);
+/**
+ * slotlock in a session of its own, with no controlling terminal whoever runs the tests
+ * (with one, slotlock passes no signal on: the terminal signals the command itself).
+ */
+const NO_TERMINAL = { detached: true } as const;
 let dataSource: DataSource;
 
 /** `node -e <script>`, as the command slotlock runs. */
@@ -98,18 +103,22 @@ describe('slotlock run', () => {
     ]);
   });
 
+  // Without a terminal (a service, CI): slotlock passes the signals it gets on to the command.
   it('passes SIGTERM on to the command, releases the locks, exits 128+15', async () => {
-    const running = startCli([
-      'run',
-      '--owner',
-      'R3',
-      '--lock',
-      'job(1)',
-      '--url',
-      URL,
-      '--',
-      ...node("console.log('child started'); setInterval(() => {}, 1000)"),
-    ]);
+    const running = startCli(
+      [
+        'run',
+        '--owner',
+        'R3',
+        '--lock',
+        'job(1)',
+        '--url',
+        URL,
+        '--',
+        ...node("console.log('child started'); setInterval(() => {}, 1000)"),
+      ],
+      NO_TERMINAL,
+    );
     await running.waitForOutput(/child started/);
     expect(await holders()).toEqual([{ owner: 'R3', key: 'job(1)' }]);
 
@@ -121,19 +130,22 @@ describe('slotlock run', () => {
   });
 
   it('lets a command that handles the signal finish, and exits with its code', async () => {
-    const running = startCli([
-      'run',
-      '--owner',
-      'R4',
-      '--lock',
-      'job(1)',
-      '--url',
-      URL,
-      '--',
-      ...node(
-        "process.on('SIGTERM', () => { console.log('child got SIGTERM'); process.exit(3); }); console.log('child started'); setInterval(() => {}, 1000)",
-      ),
-    ]);
+    const running = startCli(
+      [
+        'run',
+        '--owner',
+        'R4',
+        '--lock',
+        'job(1)',
+        '--url',
+        URL,
+        '--',
+        ...node(
+          "process.on('SIGTERM', () => { console.log('child got SIGTERM'); process.exit(3); }); console.log('child started'); setInterval(() => {}, 1000)",
+        ),
+      ],
+      NO_TERMINAL,
+    );
     await running.waitForOutput(/child started/);
     running.child.kill('SIGTERM');
     const result = await running.result;

@@ -1,12 +1,12 @@
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
-import { processGroupsFromProc, processGroupsFromPs } from '../../src/cli/terminal-foreground';
+import { processGroupsFromProc, processGroupsFromPs } from '../../src/cli/controlling-terminal';
 import { assertBuilt } from '../support/cli';
 
-/** A node command that prints what the built isTerminalForeground() says, quoted for sh. */
+/** A node command that prints what the built hasControllingTerminal() says, quoted for sh. */
 const PROBE = `'${process.execPath}' -e 'process.stdout.write(String(require(${JSON.stringify(
-  path.join(__dirname, '..', '..', 'dist', 'cli', 'terminal-foreground.js'),
-)}).isTerminalForeground()))'`;
+  path.join(__dirname, '..', '..', 'dist', 'cli', 'controlling-terminal.js'),
+)}).hasControllingTerminal()))'`;
 
 /** Runs `sh -c shell` under script(1): a new pseudo-terminal whose session leader is that shell. */
 function inTerminal(shell: string): string {
@@ -17,7 +17,7 @@ function inTerminal(shell: string): string {
 
 beforeAll(() => assertBuilt());
 
-describe('isTerminalForeground', () => {
+describe('hasControllingTerminal', () => {
   it('reads the same process group and terminal foreground group from /proc and from ps', () => {
     const fromProc = processGroupsFromProc();
     expect(fromProc).toEqual({ pgrp: expect.any(Number), tpgid: expect.any(Number) });
@@ -28,9 +28,9 @@ describe('isTerminalForeground', () => {
     expect(inTerminal(`exec ${PROBE}`)).toBe('true');
   });
 
-  it('is false in a background job of a terminal (job control puts it in a group of its own)', () => {
+  it('is true in a background job of a terminal too (job control puts it in a group of its own, same session)', () => {
     // The shell may add its job report ("[1]+ Done ...") after the probe's answer.
-    expect(inTerminal(`set -m; ${PROBE} & wait`)).toMatch(/^false\b/);
+    expect(inTerminal(`set -m; ${PROBE} & wait`)).toMatch(/^true\b/);
   });
 
   it('is false without a terminal (a session of its own, as a service runs)', () => {

@@ -1,5 +1,14 @@
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
@@ -150,5 +159,24 @@ describe('the README examples', () => {
         cell.packages['@nestjs/terminus'],
       ]),
     );
+  });
+});
+
+describe('the docs/ pages the package ships', () => {
+  const shipped = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { files: string[] }).files;
+  const pages = readdirSync(path.join(ROOT, 'docs')).filter((file) => file.endsWith('.md'));
+
+  test.each(pages)('docs/%s links only to what the package ships (tests are named, not linked)', (page) => {
+    const text = readFileSync(path.join(ROOT, 'docs', page), 'utf8');
+    const relative = [...text.matchAll(/\]\(([^)\s]+)\)/g)]
+      .map((match) => match[1]!)
+      .filter((link) => !/^(#|https?:\/\/)/.test(link));
+    const outside = relative.filter((link) => {
+      const file = path.relative(ROOT, path.resolve(ROOT, 'docs', link.replace(/#.*$/, '')));
+      return (
+        !shipped.some((entry) => file === entry || file.startsWith(`${entry}/`)) || !existsSync(path.join(ROOT, file))
+      );
+    });
+    expect(outside).toEqual([]);
   });
 });

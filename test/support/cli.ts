@@ -31,6 +31,8 @@ export interface CliOptions {
   readonly detached?: boolean;
   /** A command to run slotlock under, e.g. `['timeout', '5']`: it is given `node dist/cli/main.js ...args`. */
   readonly under?: readonly string[];
+  /** The working directory (default: the test's). */
+  readonly cwd?: string;
 }
 
 /** The preload that makes packages look uninstalled; see hide-packages.js. */
@@ -74,6 +76,7 @@ export function startCli(args: readonly string[], options: CliOptions = {}): Run
     env: { ...env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: options.detached === true,
+    cwd: options.cwd,
   });
   live.add(child);
   let stdout = '';

@@ -6,8 +6,8 @@
  * "counter got SIGxxx" for each signal.
  *
  * node signal-counter.js REPORT_FILE [CLEANUP_MS=500]
- * The report: {"counts": {"SIGINT": 1}, "pid", "pgrp", "tpgid"} (its process group and the
- * terminal's foreground group, from /proc/self/stat: Linux only).
+ * The report: {"counts": {"SIGINT": 1}, "pid", "pgrp", "tpgid", "tty"} (its process group and
+ * the terminal's foreground group, from /proc/self/stat: Linux only; whether /dev/tty opens).
  */
 /* global process, setTimeout */
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -21,7 +21,17 @@ let cleaning = false;
 function groups() {
   const stat = fs.readFileSync('/proc/self/stat', 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { pid: process.pid, pgrp: Number(fields[2]), tpgid: Number(fields[5]) };
+  return { pid: process.pid, pgrp: Number(fields[2]), tpgid: Number(fields[5]), tty: canOpenTty() };
+}
+
+/** Whether /dev/tty opens: the process has a controlling terminal (ssh, sudo and git prompt there). */
+function canOpenTty() {
+  try {
+    fs.closeSync(fs.openSync('/dev/tty', 'r'));
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT']) {

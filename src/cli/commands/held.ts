@@ -26,11 +26,16 @@ export function registerHeld(program: Command): void {
     .action(
       exitWith(async (rawKeys: string[], options: HeldOptions) => {
         const keys = checkLockKeys(rawKeys);
-        return withDatabase(options.url, async ({ slotLocks }) => {
-          const none = keys.length === 1 ? `"${keys[0]}" is free` : `none of the ${keys.length} keys is held`;
-          printLocks(await slotLocks.loadHeldLocks(keys), options.json === true, none);
-          return EXIT.ok;
-        });
+        return withDatabase(
+          options.url,
+          async ({ slotLocks }) => {
+            const none = keys.length === 1 ? `"${keys[0]}" is free` : `none of the ${keys.length} keys is held`;
+            printLocks(await slotLocks.loadHeldLocks(keys), options.json === true, none);
+            return EXIT.ok;
+          },
+          // Looking changes nothing, not even an SQLite file's journal mode.
+          { readOnly: true },
+        );
       }),
     );
 }

@@ -27,10 +27,15 @@ export function registerLocks(program: Command): void {
     .action(
       exitWith(async (options: LocksOptions) => {
         const owner = checkOwnerOption(options.owner);
-        return withDatabase(options.url, async ({ slotLocks }) => {
-          printLocks(await slotLocks.loadLocks(owner), options.json === true, `"${owner}" holds no locks`);
-          return EXIT.ok;
-        });
+        return withDatabase(
+          options.url,
+          async ({ slotLocks }) => {
+            printLocks(await slotLocks.loadLocks(owner), options.json === true, `"${owner}" holds no locks`);
+            return EXIT.ok;
+          },
+          // Looking changes nothing, not even an SQLite file's journal mode.
+          { readOnly: true },
+        );
       }),
     );
 }

@@ -6,6 +6,7 @@ import { cliDatabaseUrl, cliDataSourceOptions, withDatabase } from '../database'
 import { ensureDatabase } from '../server-admin';
 import { migrateExclusively, type MigrationRunOptions } from '../migrate-exclusively';
 import { EXIT } from '../exit-codes';
+import { refuseUnrecordedLockTable } from '../unrecorded-lock-table';
 import { urlOption } from '../options';
 
 interface MigrateOptions {
@@ -24,10 +25,14 @@ export function registerMigrate(program: Command): void {
         'does; TypeORM records them in the `migrations` table. --revert undoes the last one (drops the ' +
         'table). Several runs at once take turns (a lock per database, or per server on MySQL; per node ' +
         'on a Galera cluster), so each exits 0. Not for a Phorge database: there the table exists already; ' +
-        'use it as it is.',
+        'use it as it is (migrate refuses, creating nothing, when it finds drydock_slotlock without ' +
+        "TypeORM's record of creating it).",
     )
     .option('--revert', 'undo the last migration instead (drops drydock_slotlock, and every lock in it)')
-    .option('--create-database', 'create the database of the URL first if it does not exist (MySQL, PostgreSQL)')
+    .option(
+      '--create-database',
+      'create the database of the URL first if it does not exist (MySQL, PostgreSQL; runs at once all succeed)',
+    )
     .addOption(urlOption())
     .addHelpText(
       'after',
@@ -57,6 +62,8 @@ export function registerMigrate(program: Command): void {
 
 /** Runs the pending migrations; resolves to the lines to print (`where`: the URL, password hidden). */
 async function migrate(dataSource: DataSource, where: string, options: MigrationRunOptions): Promise<string[]> {
+  // Before runMigrations, which would create its `migrations` table in a Phorge database.
+  await refuseUnrecordedLockTable(dataSource, where);
   const ran = await dataSource.runMigrations(options);
   return ran.length === 0
     ? [`${where} is up to date: no migration to run`]

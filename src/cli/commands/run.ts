@@ -32,7 +32,7 @@ export function registerRun(program: Command): void {
     .description(
       'Takes every --lock (all or none), runs the command with inherited stdio, and releases every lock ' +
         'of the owner when it exits, also after SIGINT, SIGTERM, SIGHUP or SIGQUIT (the command gets each ' +
-        "signal once: see Signals below). Exits with the command's code, 128+N when a signal N killed " +
+        "signal once, as without slotlock: see Signals below). Exits with the command's code, 128+N when a signal N killed " +
         'it; exits 75 without running it when a lock stays held. Options go before the command; put -- ' +
         "before a command whose own options could be taken for slotlock's.",
     )
@@ -52,16 +52,24 @@ released: the message says how to release them); 2 bad arguments.
 
 Signals: slotlock catches SIGINT, SIGTERM, SIGHUP and SIGQUIT (it must release the locks),
 and the command gets each signal once, as it would without slotlock:
-- In the foreground of a terminal the command shares slotlock's process group, so it can use
-  the terminal. Ctrl-C, Ctrl-\\ and a hangup reach it from the terminal: slotlock does not pass
-  SIGINT, SIGQUIT or SIGHUP on (so there, to stop the command from elsewhere, send SIGTERM
-  to slotlock, or the signal to its whole group). It passes SIGTERM on.
-- Elsewhere (a service, a script, CI, a background job) the command runs in a process group
-  and session of its own; slotlock passes every signal it catches on to that group, once,
+- With a terminal (in its foreground, or as a background job: cmd &), the command stays in
+  slotlock's process group and session, so it keeps the terminal (reads it, opens /dev/tty,
+  Ctrl-Z stops it). The terminal and job control signal the whole group (Ctrl-C, Ctrl-\\, a
+  hangup, kill %1, kill 0, kill -TERM -PGID), so the command gets them directly and slotlock
+  passes none on. A signal sent to slotlock's pid alone does not reach the command: slotlock
+  waits for it to exit, then releases the locks and exits (as flock(1), which never relays).
+  To stop the command, signal the whole group, or the command itself.
+- Without a terminal (a service, cron, CI, docker) the command runs in a process group and
+  session of its own; slotlock passes every signal it catches on to that group, once,
   whether it was sent to slotlock alone or to slotlock's group (\`kill -INT -PGID\`).
   Under systemd use KillMode=mixed, so that only slotlock gets the SIGTERM.
-If slotlock itself is killed with SIGKILL nothing is passed on (the command outlives it) and the
-locks stay (they never expire): release them with \`slotlock release --owner OWNER\`.
+If slotlock itself is killed with SIGKILL nothing is passed on (without a terminal the command
+outlives it) and the locks stay (they never expire): release them with
+\`slotlock release --owner OWNER\`.
+Signals the caller ignores are not ignored by the command: Node starts it with every signal
+at its default, so under \`nohup slotlock run ...\` a hangup kills the command (and so does a
+SIGINT under \`sh -c 'slotlock run ... &'\`). Put nohup inside instead:
+\`slotlock run --lock KEY -- nohup CMD\` (the command itself then ignores SIGHUP).
 
 Example:
   slotlock run --lock 'deploy(production)' --wait 600 -- ./deploy.sh production`,

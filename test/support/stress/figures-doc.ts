@@ -192,7 +192,7 @@ export function renderFigures(figures: FiguresFile = readFigures()): string {
     `Run of \`npm run test:stress\` on ${when} (MariaDB 10.11, two cores; written by \`npm run stress:figures\`` +
       ` from \`${path.relative(REPO_ROOT, FIGURES_FILE)}\`).`,
     '',
-    '### Allocation: the seed’s test plan ([allocation.test.ts](../test/stress/allocation.test.ts), [galera.test.ts](../test/stress/galera.test.ts))',
+    '### Allocation: the seed’s test plan (`test/stress/allocation.test.ts`, `test/stress/galera.test.ts`)',
     '',
     table(
       [
@@ -213,7 +213,7 @@ export function renderFigures(figures: FiguresFile = readFigures()): string {
       allocationRows(figures),
     ),
     '',
-    '### Contention ([contention.test.ts](../test/stress/contention.test.ts), [galera.test.ts](../test/stress/galera.test.ts))',
+    '### Contention (`test/stress/contention.test.ts`, `test/stress/galera.test.ts`)',
     '',
     table(
       [
@@ -233,14 +233,14 @@ export function renderFigures(figures: FiguresFile = readFigures()): string {
       contentionRows(figures),
     ),
     '',
-    '### Faults ([faults.test.ts](../test/stress/faults.test.ts))',
+    '### Faults (`test/stress/faults.test.ts`)',
     '',
     table(
       ['fault', 'times', 'what the caller got', 'SlotLockException?', 'afterwards', 'unhandled'],
       faultRows(figures),
     ),
     '',
-    '### Bad input, generated ([bad-input.property.test.ts](../test/stress/bad-input.property.test.ts))',
+    '### Bad input, generated (`test/stress/bad-input.property.test.ts`)',
     '',
     table(
       ['call', 'runs', 'succeeded (stored byte-exact)', 'rejected before any query, by argument'],

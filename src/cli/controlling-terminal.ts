@@ -8,15 +8,16 @@ export interface ProcessGroups {
 }
 
 /**
- * Whether this process is in the foreground process group of its controlling terminal:
- * then Ctrl-C, Ctrl-\ and a hangup reach its whole group, children included, straight from
- * the terminal. False with no terminal (a service, a pipeline in CI, `ssh host cmd`), in
- * a background job, on Windows, or when it cannot be told.
+ * Whether this process has a controlling terminal, in the foreground or in a background
+ * job (the terminal's foreground process group, `tpgid`, is then a process group, > 0).
+ * Then the terminal and the shell's job control signal whole process groups (Ctrl-C,
+ * a hangup, `kill %1`). False without one (a service, cron, CI, `docker run` without
+ * `-t`, `ssh host cmd`), on Windows, or when it cannot be told.
  */
-export function isTerminalForeground(): boolean {
+export function hasControllingTerminal(): boolean {
   if (process.platform === 'win32') return false;
   const groups = processGroupsFromProc() ?? processGroupsFromPs();
-  return groups !== undefined && groups.tpgid > 0 && groups.pgrp === groups.tpgid;
+  return groups !== undefined && groups.tpgid > 0;
 }
 
 /** Linux: fields 5 (pgrp) and 8 (tpgid) of /proc/self/stat; `undefined` where there is no /proc. */

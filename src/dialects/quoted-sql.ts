@@ -62,7 +62,7 @@ export const boundParameterSizing = Object.freeze({
   async readMaxStatementBytes(): Promise<number> {
     return 64 * 1024 * 1024;
   },
-  rowBytes(row: LockRow): number {
-    return Buffer.byteLength(row.ownerPHID) + row.lockIndex.length + Buffer.byteLength(row.lockKey) + 32;
+  rowBytes(ownerBytes: number, row: LockRow): number {
+    return ownerBytes + row.lockIndex.length + Buffer.byteLength(row.lockKey) + 32;
   },
 });

@@ -4,7 +4,7 @@ import type { DriverErrorKind, InsertStatement, Queryable, SlotLockDialect, SqlS
 import type { DrydockSlotLock } from '../entities/drydock-slot-lock.entity';
 import { classifyError } from '../errors/classify-error';
 import type { RequestedLock } from './check-input';
-import { chunkRows } from './chunk-rows';
+import { chunkEnds } from './chunk-rows';
 import { toSlotLockEntity, type RawSlotLockRow } from './slot-lock-rows';
 
 /** Indexes in one undoing DELETE: about 16 bytes each in MySQL's text, far below any packet limit. */
@@ -12,6 +12,17 @@ const MAX_INDEXES_PER_DELETE = 10_000;
 
 /** Bytes kept free in a statement for its fixed text (`INSERT INTO … VALUES`). */
 const STATEMENT_OVERHEAD_BYTES = 1024;
+
+/**
+ * The INSERTs of one acquisition: `locks` in order, split at `ends` (the end, exclusive,
+ * of each statement's rows; the last is `locks.length`). Statements are built from it
+ * one at a time ({@link LockTable.insertStatement}).
+ */
+export interface InsertPlan {
+  readonly owner: string;
+  readonly locks: readonly RequestedLock[];
+  readonly ends: readonly number[];
+}
 
 /**
  * The lock table of one DataSource, as every way of owning a transaction sees it: the
@@ -39,22 +50,30 @@ export class LockTable {
   }
 
   /**
-   * The INSERT statements that take `locks` for `owner`, as few as the server's
-   * statement size allows; several must run in one transaction to stay all-or-nothing.
+   * How the INSERTs that take `locks` for `owner` split them: as few statements as the
+   * server's statement size allows. Only the chunks' bounds are worked out here; each
+   * statement is built by {@link insertStatement} just before it is sent, so that one
+   * statement's text, and not every one's, is in memory at a time. Several statements
+   * must run in one transaction to stay all-or-nothing.
    */
-  async insertStatements(db: Queryable, owner: string, locks: readonly RequestedLock[]): Promise<InsertStatement[]> {
+  async planInserts(db: Queryable, owner: string, locks: readonly RequestedLock[]): Promise<InsertPlan> {
     const dialect = this.dialect;
-    if (locks.length === 0) return []; // commitWithLocks with no keys: the work alone
-    const rows = locks.map((lock) => ({ ownerPHID: owner, lockIndex: lock.lockIndex, lockKey: lock.lockKey }));
+    if (locks.length === 0) return { owner, locks, ends: [] }; // commitWithLocks with no keys: the work alone
     const maxBytes = this.#readMaxStatementBytes(db);
     const budget = (typeof maxBytes === 'number' ? maxBytes : await maxBytes) - STATEMENT_OVERHEAD_BYTES;
-    if (rows.length <= dialect.maxRowsPerStatement && upperBoundBytes(owner, locks) <= budget) {
+    if (locks.length <= dialect.maxRowsPerStatement && upperBoundBytes(owner, locks) <= budget) {
       // The common case, a handful of short keys: one statement, without weighing every row.
-      return [dialect.insertLocks(this.name, rows)];
+      return { owner, locks, ends: [locks.length] };
     }
-    return chunkRows(rows, budget, dialect.maxRowsPerStatement, (row) => dialect.rowBytes(row)).map((chunk) =>
-      dialect.insertLocks(this.name, chunk),
-    );
+    const ownerBytes = Buffer.byteLength(owner);
+    const ends = chunkEnds(locks, budget, dialect.maxRowsPerStatement, (lock) => dialect.rowBytes(ownerBytes, lock));
+    return { owner, locks, ends };
+  }
+
+  /** The `chunk`-th INSERT of `plan`, built now. */
+  insertStatement(plan: InsertPlan, chunk: number): InsertStatement {
+    const start = chunk === 0 ? 0 : plan.ends[chunk - 1]!;
+    return this.dialect.insertLocks(this.name, plan.owner, plan.locks, start, plan.ends[chunk]);
   }
 
   /** The DELETE of every lock `owner` holds. */
@@ -63,19 +82,21 @@ export class LockTable {
   }
 
   /**
-   * Deletes exactly the rows `statements` inserted for `owner` (a failed call undoing its
-   * own earlier statements inside the caller's transaction, where rolling back to a
-   * savepoint would also undo what the caller ran meanwhile).
+   * Deletes exactly the rows of the first `count` of `locks` for `owner`: what a failed
+   * call's earlier statements inserted (statements take `locks` in order), undone inside
+   * the caller's transaction, where rolling back to a savepoint would also undo what the
+   * caller ran meanwhile.
    */
-  async deleteInserted(runner: QueryRunner, owner: string, statements: readonly InsertStatement[]): Promise<void> {
-    const indexes = statements.flatMap((statement) => statement.lockIndexes);
+  async deleteInserted(
+    runner: QueryRunner,
+    owner: string,
+    locks: readonly RequestedLock[],
+    count: number,
+  ): Promise<void> {
     const perStatement = Math.min(this.dialect.maxRowsPerStatement, MAX_INDEXES_PER_DELETE);
-    for (let start = 0; start < indexes.length; start += perStatement) {
-      const { sql, params } = this.dialect.deleteOwnedIndexes(
-        this.name,
-        owner,
-        indexes.slice(start, start + perStatement),
-      );
+    for (let start = 0; start < count; start += perStatement) {
+      const indexes = locks.slice(start, Math.min(count, start + perStatement)).map((lock) => lock.lockIndex);
+      const { sql, params } = this.dialect.deleteOwnedIndexes(this.name, owner, indexes);
       await changeThroughTypeorm(runner, sql, [...params]);
     }
   }

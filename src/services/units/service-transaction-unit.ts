@@ -19,13 +19,13 @@ export async function acquireInServiceTransaction(
   owner: string,
   locks: readonly RequestedLock[],
 ): Promise<void> {
-  const statements = await table.insertStatements(dataSource, owner, locks);
-  if (statements.length === 1) {
-    const statement = statements[0]!;
+  const plan = await table.planInserts(dataSource, owner, locks);
+  if (plan.ends.length === 1) {
+    const statement = table.insertStatement(plan, 0);
     if ((await connection.autocommit(dataSource, statement)) < statement.rowCount) throw new LocksHeldError();
     return;
   }
-  await connection.transaction(dataSource, (runner) => insertAll(runner, statements));
+  await connection.transaction(dataSource, (runner) => insertAll(runner, table, plan));
 }
 
 /**
@@ -39,7 +39,7 @@ export async function insertOrReport(
   locks: readonly RequestedLock[],
 ): Promise<void> {
   try {
-    await insertAll(runner, await table.insertStatements(runner, owner, locks));
+    await insertAll(runner, table, await table.planInserts(runner, owner, locks));
   } catch (error) {
     if (table.classify(error) !== 'conflict') throw error;
     await rollbackQuietly(runner);

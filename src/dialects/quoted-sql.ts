@@ -56,7 +56,8 @@ export function quotedSql(placeholder: (n: number) => string): QuotedSql {
 /**
  * Statement sizing where parameters travel apart from the SQL text (PostgreSQL,
  * SQLite): no packet limit worth reading from the server; rows per statement are what
- * the engine limits (`maxRowsPerStatement`), so the byte budget only bounds memory.
+ * the engine limits (`maxRowsPerStatement`), and bytes what the service's memory bound
+ * does (see LockTable.planInserts).
  */
 export const boundParameterSizing = Object.freeze({
   async readMaxStatementBytes(): Promise<number> {

@@ -74,7 +74,8 @@ export const mysqlDialect: SlotLockDialect = Object.freeze({
   dataSourceTypes: Object.freeze(['mysql', 'mariadb']),
   // A failed statement leaves a MySQL transaction usable (except a deadlock, see rollsBackTransaction).
   abortsTransactionOnError: false,
-  // mysql2 interpolates parameters client-side: only the packet size limits a statement.
+  // mysql2 interpolates parameters client-side: no limit on rows, only on bytes (the
+  // server's packet size, and the service's memory bound: see LockTable.planInserts).
   maxRowsPerStatement: Number.MAX_SAFE_INTEGER,
 
   // LONGTEXT and VARBINARY store any byte.

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /**
  * The 64 letters Phorge maps digest bytes onto (`PhabricatorHash::digestForIndex`).
@@ -26,10 +26,10 @@ export function digestForIndex(key: string): string {
   if (typeof key !== 'string') {
     throw new TypeError(`digestForIndex: key must be a string, got ${typeof key}`);
   }
-  const digest = createHash('sha1').update(key, 'utf8').digest();
+  const digest = hash('sha1', key, 'binary');
   let index = '';
   for (let i = 0; i < LOCK_INDEX_LENGTH; i += 1) {
-    index += INDEX_ALPHABET[digest[i]! & 0x3f];
+    index += INDEX_ALPHABET[digest.charCodeAt(i) & 0x3f];
   }
   return index;
 }

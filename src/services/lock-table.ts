@@ -7,8 +7,11 @@ import type { RequestedLock } from './check-input';
 import { chunkEnds } from './chunk-rows';
 import { toSlotLockEntity, type RawSlotLockRow } from './slot-lock-rows';
 
-/** Indexes in one undoing DELETE: about 16 bytes each in MySQL's text, far below any packet limit. */
-const MAX_INDEXES_PER_DELETE = 10_000;
+/**
+ * Lock indexes in one SELECT or undoing DELETE: about 16 bytes each in MySQL's text, so
+ * 80 KB, within {@link MEMORY_BOUND_BYTES} and far below any packet limit.
+ */
+const MAX_INDEXES_PER_STATEMENT = 5_000;
 
 /** Bytes kept free in a statement for its fixed text (`INSERT INTO … VALUES`). */
 const STATEMENT_OVERHEAD_BYTES = 1024;
@@ -112,7 +115,7 @@ export class LockTable {
     locks: readonly RequestedLock[],
     count: number,
   ): Promise<void> {
-    const perStatement = Math.min(this.dialect.maxRowsPerStatement, MAX_INDEXES_PER_DELETE);
+    const perStatement = Math.min(this.dialect.maxRowsPerStatement, MAX_INDEXES_PER_STATEMENT);
     for (let start = 0; start < count; start += perStatement) {
       const indexes = locks.slice(start, Math.min(count, start + perStatement)).map((lock) => lock.lockIndex);
       const { sql, params } = this.dialect.deleteOwnedIndexes(this.name, owner, indexes);
@@ -128,11 +131,12 @@ export class LockTable {
   /** The held locks among `locks`, in the order asked, read on `db`. */
   async loadHeld(locks: readonly RequestedLock[], db: Queryable): Promise<DrydockSlotLock[]> {
     if (locks.length === 0) return [];
-    const indexes = locks.map((lock) => lock.lockIndex);
     const held: DrydockSlotLock[] = [];
-    // Chunked like inserts, so a 20,000-key lookup stays within the engine's parameter limit.
-    for (let start = 0; start < indexes.length; start += this.dialect.maxRowsPerStatement) {
-      const chunk = indexes.slice(start, start + this.dialect.maxRowsPerStatement);
+    // Chunked, so that a 50,000-key lookup (the lock map of a failed acquisition) stays
+    // within the engine's parameter limit and the service's memory bound.
+    const perStatement = Math.min(this.dialect.maxRowsPerStatement, MAX_INDEXES_PER_STATEMENT);
+    for (let start = 0; start < locks.length; start += perStatement) {
+      const chunk = locks.slice(start, start + perStatement).map((lock) => lock.lockIndex);
       held.push(...(await this.select(this.dialect.selectByIndexes(this.name, chunk), db)));
     }
     const order = new Map(locks.map((lock, position) => [lock.lockIndex, position]));

@@ -26,8 +26,9 @@ const STATEMENT_OVERHEAD_BYTES = 1024;
  * statement's text and mysql2's pieces of it (about twice the text) die young.
  *
  * Measured with 50,000 keys of 200 bytes on MariaDB (max_allowed_packet 16 MiB), peak RSS
- * growth against the key bytes: statements of 16 MiB 10x, 1 MiB 2.3x, 256 KiB 2.1x,
- * 128 KiB 1.2x, and no slower: a round trip per 128 KiB is little next to the insert.
+ * growth against the key bytes: statements of 16 MiB 9x, 1 MiB 1.4x, 256 KiB 1.3x,
+ * 128 KiB 0.6x, 64 KiB 0.7x; the acquisition took as long at every size (about 0.6 s,
+ * within noise): a round trip per 128 KiB is little next to the insert itself.
  */
 export const MEMORY_BOUND_BYTES = 128 * 1024;
 

@@ -1,9 +1,9 @@
 /**
  * Batch size: locks per second of one acquireLocks of N keys (N = 1 … 50,000), and the
  * release of them all, single caller. Batch sizes run interleaved (every size once per
- * round). Keys are long enough that the largest batch crosses the package's
- * packet-size chunking (several INSERTs in one transaction). The memory the largest
- * batches need is measured in a child process each (batch-memory-child.ts).
+ * round). Keys are long enough that the larger batches cross the package's chunking
+ * (statements of at most 128 KiB: several INSERTs in one transaction). The memory the
+ * largest batches need is measured in a child process each (batch-memory-child.ts).
  */
 import { execFile } from 'node:child_process';
 import path from 'node:path';
@@ -33,7 +33,7 @@ export interface BatchSlice {
   readonly acquisitions: number;
   readonly acquireSeconds: number;
   readonly releaseSeconds: number;
-  /** INSERT statements per acquisition (the packet-size chunking). */
+  /** INSERT statements per acquisition (the package's chunking). */
   readonly statements: number;
 }
 

@@ -265,9 +265,10 @@ function batchSection(result: BatchResult): string {
     `![Locks per second against batch size](${CHART_FILES.batch})`,
     '',
     `One caller acquires N keys in one \`acquireLocks\` and releases them with one \`releaseLocks\`. Every key is ` +
-      `${settings.keyBytes} bytes, so that the largest batch crosses the package's packet-size chunking ` +
-      `(max_allowed_packet ${formatBytes(result.maxAllowedPacket)}; the package budgets 2 bytes per key byte for ` +
-      `escaping): "INSERTs" counts the statements of one acquisition, several of them run in one transaction. ` +
+      `${settings.keyBytes} bytes, so that the larger batches take several INSERTs (the package splits a set into ` +
+      `statements of at most 128 KiB, less if max_allowed_packet, here ${formatBytes(result.maxAllowedPacket)}, ` +
+      `is smaller; mysql2 writes a key as hex, 2 bytes per key byte): "INSERTs" counts the statements of one ` +
+      `acquisition, several of them run in one transaction. ` +
       `${settings.rounds} interleaved rounds, each size repeated for at least ${settings.sliceMs} ms per round ` +
       '(at least once); rates are medians over rounds, "vs 1 key" is the median of per-round ratios.',
     '',

@@ -55,7 +55,7 @@ const DIALECTS: Record<Engine, SlotLockDialect> = {
 /** Throws unless the hand-written statements are the package's, for these rows. */
 export function assertSameStatements(engine: Engine, rows: readonly HashedRow[]): void {
   const dialect = DIALECTS[engine];
-  const insert = dialect.insertLocks(TABLE, rows);
+  const insert = dialect.insertLocks(TABLE, rows[0]!.ownerPHID, rows);
   const release = dialect.deleteByOwner(TABLE, rows[0]!.ownerPHID);
   if (insert.sql !== insertSql(engine, rows.length)) {
     throw new Error(

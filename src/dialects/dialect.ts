@@ -14,10 +14,9 @@ export interface SqlStatement {
   readonly params: readonly unknown[];
 }
 
-/** An INSERT of lock rows, with how many rows it must insert to have taken every lock, and their indexes. */
+/** An INSERT of lock rows, with how many rows it must insert to have taken every lock. */
 export interface InsertStatement extends SqlStatement {
   readonly rowCount: number;
-  readonly lockIndexes: readonly string[];
 }
 
 /** Anything that runs SQL: a DataSource or a QueryRunner. */
@@ -25,9 +24,8 @@ export interface Queryable {
   query(sql: string, parameters?: unknown[]): Promise<unknown>;
 }
 
-/** A lock about to be written: what one row of the table holds. */
+/** A lock about to be written: what one row of the table holds besides its owner. */
 export interface LockRow {
-  readonly ownerPHID: string;
   readonly lockIndex: string;
   readonly lockKey: string;
 }
@@ -59,10 +57,18 @@ export interface SlotLockDialect {
    */
   tableOf(dataSource: DataSource, table: string): string;
   /**
-   * A multi-row INSERT of `rows`. It either inserts all of them or fails; where the
-   * engine allows, it reports a held lock by inserting none instead of failing.
+   * A multi-row INSERT of `rows[start]` to `rows[end - 1]` for `ownerPHID` (all of
+   * `rows` by default): a chunk is sent without copying it out of the whole set. It
+   * either inserts all of them or fails; where the engine allows, it reports a held lock
+   * by inserting none instead of failing.
    */
-  insertLocks(table: string, rows: readonly LockRow[]): InsertStatement;
+  insertLocks(
+    table: string,
+    ownerPHID: string,
+    rows: readonly LockRow[],
+    start?: number,
+    end?: number,
+  ): InsertStatement;
   /**
    * One statement that takes the first slot of `candidates` (in their order) that nobody
    * holds, for `ownerPHID`, and returns a row `{ taken, free }`: the key taken (or null)
@@ -104,8 +110,8 @@ export interface SlotLockDialect {
   rollsBackTransaction(error: unknown, runner: QueryRunner): Promise<boolean>;
   /** The largest statement the server accepts, in bytes. */
   readMaxStatementBytes(db: Queryable): Promise<number>;
-  /** Bytes one row adds to an INSERT at most, after the driver escapes it. */
-  rowBytes(row: LockRow): number;
+  /** Bytes one row adds to an INSERT at most, after the driver escapes it, for an owner of `ownerBytes` UTF-8 bytes. */
+  rowBytes(ownerBytes: number, row: LockRow): number;
   /**
    * A faster way to run one autocommit statement than a query runner, logged and failing
    * as the runner would; used while `canSkipQueryRunner` holds for the DataSource.

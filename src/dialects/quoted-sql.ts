@@ -56,13 +56,14 @@ export function quotedSql(placeholder: (n: number) => string): QuotedSql {
 /**
  * Statement sizing where parameters travel apart from the SQL text (PostgreSQL,
  * SQLite): no packet limit worth reading from the server; rows per statement are what
- * the engine limits (`maxRowsPerStatement`), so the byte budget only bounds memory.
+ * the engine limits (`maxRowsPerStatement`), and bytes what the service's memory bound
+ * does (see LockTable.planInserts).
  */
 export const boundParameterSizing = Object.freeze({
   async readMaxStatementBytes(): Promise<number> {
     return 64 * 1024 * 1024;
   },
-  rowBytes(row: LockRow): number {
-    return Buffer.byteLength(row.ownerPHID) + row.lockIndex.length + Buffer.byteLength(row.lockKey) + 32;
+  rowBytes(ownerBytes: number, row: LockRow): number {
+    return ownerBytes + row.lockIndex.length + Buffer.byteLength(row.lockKey) + 32;
   },
 });

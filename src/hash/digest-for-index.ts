@@ -26,11 +26,10 @@ export function digestForIndex(key: string): string {
   if (typeof key !== 'string') {
     throw new TypeError(`digestForIndex: key must be a string, got ${typeof key}`);
   }
-  // The one-shot crypto.hash (Node 20.12+) costs a third of a createHash object per key.
-  const digest = hash('sha1', key, 'buffer');
+  const digest = hash('sha1', key, 'binary');
   let index = '';
   for (let i = 0; i < LOCK_INDEX_LENGTH; i += 1) {
-    index += INDEX_ALPHABET[digest[i]! & 0x3f];
+    index += INDEX_ALPHABET[digest.charCodeAt(i) & 0x3f];
   }
   return index;
 }

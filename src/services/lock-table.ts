@@ -4,14 +4,44 @@ import type { DriverErrorKind, InsertStatement, Queryable, SlotLockDialect, SqlS
 import type { DrydockSlotLock } from '../entities/drydock-slot-lock.entity';
 import { classifyError } from '../errors/classify-error';
 import type { RequestedLock } from './check-input';
-import { chunkRows } from './chunk-rows';
+import { chunkEnds } from './chunk-rows';
 import { toSlotLockEntity, type RawSlotLockRow } from './slot-lock-rows';
 
-/** Indexes in one undoing DELETE: about 16 bytes each in MySQL's text, far below any packet limit. */
-const MAX_INDEXES_PER_DELETE = 10_000;
+/**
+ * Lock indexes in one SELECT or undoing DELETE: about 16 bytes each in MySQL's text, so
+ * 80 KB, within {@link MEMORY_BOUND_BYTES} and far below any packet limit.
+ */
+const MAX_INDEXES_PER_STATEMENT = 5_000;
 
 /** Bytes kept free in a statement for its fixed text (`INSERT INTO … VALUES`). */
 const STATEMENT_OVERHEAD_BYTES = 1024;
+
+/**
+ * Most bytes one INSERT of several rows carries (its text on MySQL, where mysql2 writes
+ * the parameters into it; its parameters elsewhere), however much the server accepts:
+ * what bounds the client's memory. V8 keeps a string or buffer of more than 128 KiB in
+ * its large-object space; a statement's text is alive while the statement is on the
+ * wire, so a garbage collection meanwhile moves it to the old generation, where it stays
+ * until the next full collection, statement after statement. Below that size, each
+ * statement's text and mysql2's pieces of it (about twice the text) die young.
+ *
+ * Measured with 50,000 keys of 200 bytes on MariaDB (max_allowed_packet 16 MiB), peak RSS
+ * growth against the key bytes: statements of 16 MiB 9x, 1 MiB 1.4x, 256 KiB 1.3x,
+ * 128 KiB 0.6x, 64 KiB 0.7x; the acquisition took as long at every size (about 0.6 s,
+ * within noise): a round trip per 128 KiB is little next to the insert itself.
+ */
+export const MEMORY_BOUND_BYTES = 128 * 1024;
+
+/**
+ * The INSERTs of one acquisition: `locks` in order, split at `ends` (the end, exclusive,
+ * of each statement's rows; the last is `locks.length`). Statements are built from it
+ * one at a time ({@link LockTable.insertStatement}).
+ */
+export interface InsertPlan {
+  readonly owner: string;
+  readonly locks: readonly RequestedLock[];
+  readonly ends: readonly number[];
+}
 
 /**
  * The lock table of one DataSource, as every way of owning a transaction sees it: the
@@ -39,22 +69,34 @@ export class LockTable {
   }
 
   /**
-   * The INSERT statements that take `locks` for `owner`, as few as the server's
-   * statement size allows; several must run in one transaction to stay all-or-nothing.
+   * How the INSERTs that take `locks` for `owner` split them: statements of at most
+   * {@link MEMORY_BOUND_BYTES} (a larger key alone in one), within what the server
+   * accepts. Only the chunks' bounds are worked out here; each statement is built by
+   * {@link insertStatement} just before it is sent, so that one statement, and not every
+   * one, is in memory at a time. Several statements must run in one transaction to stay
+   * all-or-nothing.
    */
-  async insertStatements(db: Queryable, owner: string, locks: readonly RequestedLock[]): Promise<InsertStatement[]> {
+  async planInserts(db: Queryable, owner: string, locks: readonly RequestedLock[]): Promise<InsertPlan> {
     const dialect = this.dialect;
-    if (locks.length === 0) return []; // commitWithLocks with no keys: the work alone
-    const rows = locks.map((lock) => ({ ownerPHID: owner, lockIndex: lock.lockIndex, lockKey: lock.lockKey }));
+    if (locks.length === 0) return { owner, locks, ends: [] }; // commitWithLocks with no keys: the work alone
     const maxBytes = this.#readMaxStatementBytes(db);
-    const budget = (typeof maxBytes === 'number' ? maxBytes : await maxBytes) - STATEMENT_OVERHEAD_BYTES;
-    if (rows.length <= dialect.maxRowsPerStatement && upperBoundBytes(owner, locks) <= budget) {
+    const limitBytes = (typeof maxBytes === 'number' ? maxBytes : await maxBytes) - STATEMENT_OVERHEAD_BYTES;
+    const targetBytes = Math.min(limitBytes, MEMORY_BOUND_BYTES - STATEMENT_OVERHEAD_BYTES);
+    if (locks.length <= dialect.maxRowsPerStatement && upperBoundBytes(owner, locks) <= targetBytes) {
       // The common case, a handful of short keys: one statement, without weighing every row.
-      return [dialect.insertLocks(this.name, rows)];
+      return { owner, locks, ends: [locks.length] };
     }
-    return chunkRows(rows, budget, dialect.maxRowsPerStatement, (row) => dialect.rowBytes(row)).map((chunk) =>
-      dialect.insertLocks(this.name, chunk),
+    const ownerBytes = Buffer.byteLength(owner);
+    const ends = chunkEnds(locks, { limitBytes, targetBytes, maxRows: dialect.maxRowsPerStatement }, (lock) =>
+      dialect.rowBytes(ownerBytes, lock),
     );
+    return { owner, locks, ends };
+  }
+
+  /** The `chunk`-th INSERT of `plan`, built now. */
+  insertStatement(plan: InsertPlan, chunk: number): InsertStatement {
+    const start = chunk === 0 ? 0 : plan.ends[chunk - 1]!;
+    return this.dialect.insertLocks(this.name, plan.owner, plan.locks, start, plan.ends[chunk]);
   }
 
   /** The DELETE of every lock `owner` holds. */
@@ -63,19 +105,21 @@ export class LockTable {
   }
 
   /**
-   * Deletes exactly the rows `statements` inserted for `owner` (a failed call undoing its
-   * own earlier statements inside the caller's transaction, where rolling back to a
-   * savepoint would also undo what the caller ran meanwhile).
+   * Deletes exactly the rows of the first `count` of `locks` for `owner`: what a failed
+   * call's earlier statements inserted (statements take `locks` in order), undone inside
+   * the caller's transaction, where rolling back to a savepoint would also undo what the
+   * caller ran meanwhile.
    */
-  async deleteInserted(runner: QueryRunner, owner: string, statements: readonly InsertStatement[]): Promise<void> {
-    const indexes = statements.flatMap((statement) => statement.lockIndexes);
-    const perStatement = Math.min(this.dialect.maxRowsPerStatement, MAX_INDEXES_PER_DELETE);
-    for (let start = 0; start < indexes.length; start += perStatement) {
-      const { sql, params } = this.dialect.deleteOwnedIndexes(
-        this.name,
-        owner,
-        indexes.slice(start, start + perStatement),
-      );
+  async deleteInserted(
+    runner: QueryRunner,
+    owner: string,
+    locks: readonly RequestedLock[],
+    count: number,
+  ): Promise<void> {
+    const perStatement = Math.min(this.dialect.maxRowsPerStatement, MAX_INDEXES_PER_STATEMENT);
+    for (let start = 0; start < count; start += perStatement) {
+      const indexes = locks.slice(start, Math.min(count, start + perStatement)).map((lock) => lock.lockIndex);
+      const { sql, params } = this.dialect.deleteOwnedIndexes(this.name, owner, indexes);
       await changeThroughTypeorm(runner, sql, [...params]);
     }
   }
@@ -88,11 +132,12 @@ export class LockTable {
   /** The held locks among `locks`, in the order asked, read on `db`. */
   async loadHeld(locks: readonly RequestedLock[], db: Queryable): Promise<DrydockSlotLock[]> {
     if (locks.length === 0) return [];
-    const indexes = locks.map((lock) => lock.lockIndex);
     const held: DrydockSlotLock[] = [];
-    // Chunked like inserts, so a 20,000-key lookup stays within the engine's parameter limit.
-    for (let start = 0; start < indexes.length; start += this.dialect.maxRowsPerStatement) {
-      const chunk = indexes.slice(start, start + this.dialect.maxRowsPerStatement);
+    // Chunked, so that a 50,000-key lookup (the lock map of a failed acquisition) stays
+    // within the engine's parameter limit and the service's memory bound.
+    const perStatement = Math.min(this.dialect.maxRowsPerStatement, MAX_INDEXES_PER_STATEMENT);
+    for (let start = 0; start < locks.length; start += perStatement) {
+      const chunk = locks.slice(start, start + perStatement).map((lock) => lock.lockIndex);
       held.push(...(await this.select(this.dialect.selectByIndexes(this.name, chunk), db)));
     }
     const order = new Map(locks.map((lock, position) => [lock.lockIndex, position]));

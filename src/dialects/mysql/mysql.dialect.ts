@@ -75,7 +75,8 @@ export const mysqlDialect: SlotLockDialect = Object.freeze({
   dataSourceTypes: Object.freeze(['mysql', 'mariadb']),
   // A failed statement leaves a MySQL transaction usable (except a deadlock, see rollsBackTransaction).
   abortsTransactionOnError: false,
-  // mysql2 interpolates parameters client-side: only the packet size limits a statement.
+  // mysql2 interpolates parameters client-side: no limit on rows, only on bytes (the
+  // server's packet size, and the service's memory bound: see LockTable.planInserts).
   maxRowsPerStatement: Number.MAX_SAFE_INTEGER,
 
   // LONGTEXT and VARBINARY store any byte.
@@ -96,16 +97,28 @@ export const mysqlDialect: SlotLockDialect = Object.freeze({
     await runner.query(`DROP TABLE ${quoteTable(table)}`);
   },
 
-  insertLocks(table: string, rows: readonly LockRow[]): InsertStatement {
-    const params: unknown[] = [];
-    for (const row of rows) params.push(bytes(row.ownerPHID), row.lockIndex, bytes(row.lockKey));
+  insertLocks(
+    table: string,
+    ownerPHID: string,
+    rows: readonly LockRow[],
+    start = 0,
+    end = rows.length,
+  ): InsertStatement {
+    // One Buffer of the owner for every row: mysql2 writes each occurrence out in full.
+    const owner = bytes(ownerPHID);
+    const params = new Array<unknown>(3 * (end - start));
+    for (let i = start, p = 0; i < end; i += 1, p += 3) {
+      const row = rows[i]!;
+      params[p] = owner;
+      params[p + 1] = row.lockIndex;
+      params[p + 2] = bytes(row.lockKey);
+    }
     return {
       sql:
         `INSERT INTO ${quoteTable(table)} (ownerPHID, lockIndex, lockKey) VALUES ` +
-        placeholders(rows.length, '(?, ?, ?)'),
+        placeholders(end - start, '(?, ?, ?)'),
       params,
-      rowCount: rows.length,
-      lockIndexes: rows.map((row) => row.lockIndex),
+      rowCount: end - start,
     };
   },
 
@@ -188,9 +201,9 @@ export const mysqlDialect: SlotLockDialect = Object.freeze({
 
   autocommitQuery: mysqlAutocommitQuery,
 
-  rowBytes(row: LockRow): number {
+  rowBytes(ownerBytes: number, row: LockRow): number {
     // mysql2 writes parameters into the SQL text: a Buffer as a hex literal, two letters
     // a byte, so count every byte twice, plus X'', commas and parentheses of "(?, ?, ?), ".
-    return 2 * (Buffer.byteLength(row.ownerPHID) + row.lockIndex.length + Buffer.byteLength(row.lockKey)) + 16;
+    return 2 * (ownerBytes + row.lockIndex.length + Buffer.byteLength(row.lockKey)) + 16;
   },
 });

@@ -67,15 +67,25 @@ export const postgresDialect: SlotLockDialect = Object.freeze({
 
   ...portableTableMigration(POSTGRES_COLUMN_TYPES),
 
-  insertLocks(table: string, rows: readonly LockRow[]): InsertStatement {
-    const params: unknown[] = [];
-    const values: string[] = [];
-    const indexes: string[] = [];
-    rows.forEach((row, i) => {
-      params.push(row.ownerPHID, row.lockIndex, row.lockKey);
-      values.push(`($${3 * i + 1}, $${3 * i + 2}, $${3 * i + 3})`);
-      indexes.push(`$${3 * i + 2}`);
-    });
+  insertLocks(
+    table: string,
+    ownerPHID: string,
+    rows: readonly LockRow[],
+    start = 0,
+    end = rows.length,
+  ): InsertStatement {
+    const count = end - start;
+    const params = new Array<unknown>(3 * count);
+    const values = new Array<string>(count);
+    const indexes = new Array<string>(count);
+    for (let i = 0; i < count; i += 1) {
+      const row = rows[start + i]!;
+      params[3 * i] = ownerPHID;
+      params[3 * i + 1] = row.lockIndex;
+      params[3 * i + 2] = row.lockKey;
+      values[i] = `($${3 * i + 1}, $${3 * i + 2}, $${3 * i + 3})`;
+      indexes[i] = `$${3 * i + 2}`;
+    }
     const quoted = sql.quoteTable(table);
     return {
       sql:
@@ -83,8 +93,7 @@ export const postgresDialect: SlotLockDialect = Object.freeze({
         `SELECT v.o, v.i, v.k FROM (VALUES ${values.join(', ')}) AS v(o, i, k) ` +
         `WHERE NOT EXISTS (SELECT 1 FROM ${quoted} WHERE "lockIndex" IN (${indexes.join(', ')}))`,
       params,
-      rowCount: rows.length,
-      lockIndexes: rows.map((row) => row.lockIndex),
+      rowCount: count,
     };
   },
 

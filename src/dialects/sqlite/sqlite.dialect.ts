@@ -45,16 +45,26 @@ export const sqliteDialect: SlotLockDialect = Object.freeze({
 
   ...portableTableMigration(SQLITE_COLUMN_TYPES),
 
-  insertLocks(table: string, rows: readonly LockRow[]): InsertStatement {
-    const params: unknown[] = [];
-    for (const row of rows) params.push(row.ownerPHID, row.lockIndex, row.lockKey);
+  insertLocks(
+    table: string,
+    ownerPHID: string,
+    rows: readonly LockRow[],
+    start = 0,
+    end = rows.length,
+  ): InsertStatement {
+    const params = new Array<unknown>(3 * (end - start));
+    for (let i = start, p = 0; i < end; i += 1, p += 3) {
+      const row = rows[i]!;
+      params[p] = ownerPHID;
+      params[p + 1] = row.lockIndex;
+      params[p + 2] = row.lockKey;
+    }
     return {
       sql:
         `INSERT INTO ${sql.quoteTable(table)} ("ownerPHID", "lockIndex", "lockKey") VALUES ` +
-        placeholders(rows.length, '(?, ?, ?)'),
+        placeholders(end - start, '(?, ?, ?)'),
       params,
-      rowCount: rows.length,
-      lockIndexes: rows.map((row) => row.lockIndex),
+      rowCount: end - start,
     };
   },
 

@@ -1,6 +1,5 @@
 import { digestForIndex } from '../../hash/digest-for-index';
 import { SlotLockException } from '../../errors/slot-lock.exception';
-import type { LockRow } from '../../dialects/dialect';
 import type { RequestedLock } from '../check-input';
 
 /**
@@ -144,11 +143,6 @@ export async function takeSlot(family: SlotFamily, tries: SlotTries): Promise<Ac
     lockMap: knownHolders ?? (await tries.holders(lastTried)),
     attempts: Math.max(attempts, 1),
   });
-}
-
-/** The rows a statement inserts for `owner`, one per candidate. */
-export function rowsOf(owner: string, candidates: readonly RequestedLock[]): LockRow[] {
-  return candidates.map((lock) => ({ ownerPHID: owner, lockIndex: lock.lockIndex, lockKey: lock.lockKey }));
 }
 
 /** The row a first-free or lowest-free statement answered with. */

@@ -2,7 +2,6 @@ import { changeThroughTypeorm, queryThroughTypeorm } from '../../compat/typeorm-
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import { driverCause, LocksHeldError } from '../../errors/classify-error';
 import { SlotLockException, type SlotLockFailure } from '../../errors/slot-lock.exception';
-import type { InsertStatement } from '../../dialects/dialect';
 import type { RequestedLock } from '../check-input';
 import type { LockTable } from '../lock-table';
 import { serializePerConnection } from '../serialize-per-connection';
@@ -10,12 +9,11 @@ import {
   FIRST_FREE_RACES,
   firstRowOf,
   freeSlotOf,
-  rowsOf,
   takenCandidate,
   type SlotFamily,
   type SlotTries,
 } from '../slots/take-slot';
-import { insertOne } from './insert-all';
+import { insertAll } from './insert-all';
 
 /**
  * How long a conflict inside a caller's transaction waits for a second pooled
@@ -122,17 +120,14 @@ export async function tryInsertInCallerTransaction(
   owner: string,
   locks: readonly RequestedLock[],
 ): Promise<CallerInsertFailure | undefined> {
-  const statements = await table.insertStatements(runner, owner, locks);
+  const plan = await table.planInserts(runner, owner, locks);
   // PostgreSQL aborts the caller's whole transaction on any failed statement: only a
   // savepoint keeps it usable. MySQL and SQLite undo just the failed statement.
   const savepoint = table.dialect.abortsTransactionOnError ? `drydock_slotlock_${(savepointCount += 1)}` : undefined;
-  const inserted: InsertStatement[] = [];
+  const inserted = { rows: 0 };
   try {
     if (savepoint !== undefined) await runner.query(`SAVEPOINT ${savepoint}`);
-    for (const statement of statements) {
-      await insertOne(runner, statement);
-      inserted.push(statement);
-    }
+    await insertAll(runner, table, plan, inserted);
     if (savepoint !== undefined) await runner.query(`RELEASE SAVEPOINT ${savepoint}`);
     return undefined;
   } catch (error) {
@@ -152,7 +147,7 @@ export async function tryInsertInCallerTransaction(
     } else {
       // The failed statement left nothing (it is atomic; a quiet conflict inserted no row):
       // delete exactly what this call's earlier statements inserted, and nothing else.
-      const undone = table.deleteInserted(runner, owner, inserted);
+      const undone = table.deleteInserted(runner, owner, locks, inserted.rows);
       // After an unexpected error (a lost connection) the caller gets that error, not the undo's.
       await (kind === 'other' ? undone.catch(() => undefined) : undone);
       if (kind !== 'other') {
@@ -263,7 +258,7 @@ export function callerSlotTries(
 ): SlotTries {
   return {
     async takeFirstFree(candidates) {
-      const statement = table.dialect.insertFirstFree?.(table.name, owner, rowsOf(owner, candidates));
+      const statement = table.dialect.insertFirstFree?.(table.name, owner, candidates);
       if (statement !== undefined) {
         for (let statements = 1; ; statements += 1) {
           const row = firstRowOf(

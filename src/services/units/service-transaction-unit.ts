@@ -9,7 +9,6 @@ import {
   FIRST_FREE_RACES,
   firstRowOf,
   freeSlotOf,
-  rowsOf,
   takenCandidate,
   type SlotFamily,
   type SlotTries,
@@ -31,13 +30,13 @@ export async function acquireInServiceTransaction(
   owner: string,
   locks: readonly RequestedLock[],
 ): Promise<void> {
-  const statements = await table.insertStatements(dataSource, owner, locks);
-  if (statements.length === 1) {
-    const statement = statements[0]!;
+  const plan = await table.planInserts(dataSource, owner, locks);
+  if (plan.ends.length === 1) {
+    const statement = table.insertStatement(plan, 0);
     if ((await connection.autocommit(dataSource, statement)) < statement.rowCount) throw new LocksHeldError();
     return;
   }
-  await connection.transaction(dataSource, (runner) => insertAll(runner, statements));
+  await connection.transaction(dataSource, (runner) => insertAll(runner, table, plan));
 }
 
 /**
@@ -51,7 +50,7 @@ export async function insertOrReport(
   locks: readonly RequestedLock[],
 ): Promise<void> {
   try {
-    await insertAll(runner, await table.insertStatements(runner, owner, locks));
+    await insertAll(runner, table, await table.planInserts(runner, owner, locks));
   } catch (error) {
     if (table.classify(error) !== 'conflict') throw error;
     await rollbackQuietly(runner);
@@ -167,7 +166,7 @@ export function serviceSlotTries(context: ServiceSlotContext): SlotTries {
     );
   return {
     async takeFirstFree(candidates) {
-      const statement = table.dialect.insertFirstFree?.(table.name, owner, rowsOf(owner, candidates));
+      const statement = table.dialect.insertFirstFree?.(table.name, owner, candidates);
       if (statement !== undefined) {
         for (let statements = 1; ; statements += 1) {
           const row = firstRowOf(

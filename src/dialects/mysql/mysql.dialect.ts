@@ -74,8 +74,9 @@ const STORED_COLUMNS = 'id, ownerPHID, lockIndex, CAST(lockKey AS BINARY) AS loc
  * 10.11 with 8 callers re-taking 10 or 100 keys, that was the plan nearly all the time;
  * under REPEATABLE READ the scan locks every row it passes, other owners' fresh rows
  * included, and deadlocks with their INSERTs. Through the index, the package's retried
- * deadlocks per 1,000 acquire+release cycles went from 0.96 to 0.09 (K=10) and from 12.5
- * to 1.2 (K=100), and the cycles ran faster. Index hints belong to the multi-table DELETE
+ * deadlocks per 1,000 acquire+release cycles went from 1.0-4.6 to 0.1-0.4 (K=10) and from
+ * 12-42 to 1.2-9 (K=100), at 8 callers, and those cycles ran 20-40 % faster (a lone caller
+ * on a nearly empty table: 4 % slower). Index hints belong to the multi-table DELETE
  * syntax in MySQL and MariaDB alike (a single-table DELETE takes none); the index names
  * are Phorge's (SPEC 2.1).
  */

@@ -109,8 +109,9 @@ function peersSection(peers: PeersResult): string {
     '- **Phorge-literal port**: `dataSource.transaction(m => for each key: m.getRepository(DrydockSlotLock).insert(...))`, ' +
       'then `getRepository(DrydockSlotLock).delete({ ownerPHID })`.',
     '',
-    'Retried contention per 1,000 cycles (deadlocks of the DELETE by owner against the next INSERT under REPEATABLE READ; ' +
-      'the package retries them with its jittered exponential backoff, the others at once for three attempts, then ' +
+    'Retried contention per 1,000 cycles (deadlocks between the INSERTs and DELETEs of different owners: the duplicate ' +
+      'check of an INSERT locks delete-marked index records and their neighbours, and under REPEATABLE READ a DELETE by ' +
+      'owner takes next-key locks on key_owner; the package retries them with its jittered exponential backoff, the others at once for three attempts, then ' +
       'after a random pause of up to 2^n ms, at most 50 ms, so that they cannot livelock):',
     '',
     markdownTable(['case', ...peers.contenders], retries),

@@ -164,9 +164,11 @@ export async function benchMariadb(settings: EngineBenchSettings, progress: Prog
       notes: [
         'raw autocommit = the statements the package sends (INSERT … VALUES, then DELETE by owner, each in autocommit); ' +
           'raw tx = BEGIN, the same INSERT, COMMIT, then the DELETE (what Phorge sends).',
-        'Retried contention: deadlocks of the DELETE by owner against the next INSERT (next-key locks on key_owner under ' +
-          'REPEATABLE READ); the package retries with its jittered backoff, the raw contenders at once (after 3 attempts, ' +
-          'with a pause of up to 2^n ms, at most 50 ms).',
+        'Retried contention: deadlocks between the INSERTs and DELETEs of different owners: the duplicate check of an ' +
+          'INSERT locks delete-marked index records and their neighbours, and under REPEATABLE READ the DELETE by owner ' +
+          'takes next-key locks on key_owner (it reads through key_owner, FORCE INDEX, never by a table scan); the ' +
+          'package retries with its jittered backoff, the raw contenders at once (after 3 attempts, with a pause of up ' +
+          'to 2^n ms, at most 50 ms).',
       ],
       cases,
     };

@@ -38,7 +38,8 @@ export function insertSql(engine: Engine, rows: number): string {
 export function deleteSql(engine: Engine): string {
   switch (engine) {
     case 'mariadb':
-      return `DELETE FROM \`${TABLE}\` WHERE ownerPHID = ?`;
+      // Through key_owner whatever the optimizer's statistics say (see the MySQL dialect).
+      return `DELETE \`${TABLE}\` FROM \`${TABLE}\` FORCE INDEX (\`key_owner\`) WHERE ownerPHID = ?`;
     case 'sqlite':
       return `DELETE FROM "${TABLE}" WHERE "ownerPHID" = ?`;
     case 'postgres':

@@ -67,6 +67,26 @@ function bytes(text: string): Buffer {
 const STORED_COLUMNS = 'id, ownerPHID, lockIndex, CAST(lockKey AS BINARY) AS lockKey';
 
 /**
+ * `DELETE t FROM t FORCE INDEX (index)`: a DELETE that reads the table through `index`
+ * whatever the optimizer thinks of it. A plain `DELETE FROM t WHERE ownerPHID = ?` is a
+ * full table scan whenever the statistics make the owner's range look big next to the
+ * table: few locks held, and the owner's delete-marked index records that purge has not
+ * removed yet (an owner that re-takes its keys) counted in its range. Measured on MariaDB
+ * 10.11 with 8 callers re-taking 10 or 100 keys, that was the plan nearly all the time;
+ * under REPEATABLE READ the scan locks every row it passes, other owners' fresh rows
+ * included, and deadlocks with their INSERTs. Through the index, the package's retried
+ * deadlocks per 1,000 acquire+release cycles went from 1.0-4.6 to 0.1-0.4 (K=10) and from
+ * 12-42 to 1.2-9 (K=100), at 8 callers, and those cycles ran 20-40 % faster (a lone caller
+ * on a nearly empty table: 4 % slower). Index hints belong to the multi-table DELETE
+ * syntax in MySQL and MariaDB alike (a single-table DELETE takes none); the index names
+ * are Phorge's (SPEC 2.1).
+ */
+function deleteThroughIndex(table: string, index: 'key_owner' | 'key_lock'): string {
+  const name = quoteTable(table);
+  return `DELETE ${name} FROM ${name} FORCE INDEX (${quoteIdentifier(index)})`;
+}
+
+/**
  * MariaDB and MySQL: Phorge's own table, its DDL copied from
  * `resources/sql/autopatches/20150916.drydock.slotlocks.1.sql` with
  * `{$COLLATE_TEXT}` = `utf8mb4_bin`.
@@ -157,14 +177,15 @@ export const mysqlDialect: SlotLockDialect = Object.freeze({
   },
 
   deleteOwnedIndexes(table: string, ownerPHID: string, indexes: readonly string[]): SqlStatement {
+    // Through the unique index: only these rows are locked (see deleteThroughIndex).
     return {
-      sql: `DELETE FROM ${quoteTable(table)} WHERE ownerPHID = ? AND lockIndex IN (${placeholders(indexes.length, '?')})`,
+      sql: `${deleteThroughIndex(table, 'key_lock')} WHERE ownerPHID = ? AND lockIndex IN (${placeholders(indexes.length, '?')})`,
       params: [bytes(ownerPHID), ...indexes],
     };
   },
 
   deleteByOwner(table: string, ownerPHID: string): SqlStatement {
-    return { sql: `DELETE FROM ${quoteTable(table)} WHERE ownerPHID = ?`, params: [bytes(ownerPHID)] };
+    return { sql: `${deleteThroughIndex(table, 'key_owner')} WHERE ownerPHID = ?`, params: [bytes(ownerPHID)] };
   },
 
   classify(error: unknown): DriverErrorKind {

@@ -248,5 +248,6 @@ export const limitArgument = fc.oneof(
 );
 
 export function limitIsValid(limit: unknown): limit is number {
-  return typeof limit === 'number' && Number.isSafeInteger(limit) && limit >= 1 && limit <= 10_000;
+  // Any safe integer from 1 (issue 13 lifted the old cap of 10,000).
+  return typeof limit === 'number' && Number.isSafeInteger(limit) && limit >= 1;
 }

@@ -1,3 +1,4 @@
+import { stripVTControlCharacters } from 'node:util';
 import { DataSource, QueryFailedError } from 'typeorm';
 import { SlotLockService, digestForIndex } from '../../src';
 import { testDatabaseName } from '../support/database';
@@ -146,7 +147,8 @@ for (const engine of ENGINES)
       const service = new SlotLockService(dataSource);
       const lines: string[] = [];
       const spy = jest.spyOn(console, 'log').mockImplementation((...args: unknown[]) => {
-        lines.push(args.map(String).join(' '));
+        // TypeORM colours SQL when the environment says colour is supported (CI=true does).
+        lines.push(stripVTControlCharacters(args.map(String).join(' ')));
       });
       try {
         await service.acquireLocks(OWNER, ['before']);

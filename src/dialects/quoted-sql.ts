@@ -1,3 +1,4 @@
+import { keptStatementText } from './statement-text';
 import type { LockRow, SqlStatement } from './dialect';
 
 /**
@@ -25,6 +26,9 @@ const COLUMNS = '"id", "ownerPHID", "lockIndex", "lockKey"';
 
 /** The shared statements, with `placeholder(n)` writing the n-th (1-based) parameter. */
 export function quotedSql(placeholder: (n: number) => string): QuotedSql {
+  const deleteByOwnerText = keptStatementText(
+    (table) => `DELETE FROM ${quoteTable(table)} WHERE "ownerPHID" = ${placeholder(1)}`,
+  );
   return Object.freeze({
     quoteTable,
     selectByIndexes(table: string, indexes: readonly string[]): SqlStatement {
@@ -41,7 +45,7 @@ export function quotedSql(placeholder: (n: number) => string): QuotedSql {
       };
     },
     deleteByOwner(table: string, ownerPHID: string): SqlStatement {
-      return { sql: `DELETE FROM ${quoteTable(table)} WHERE "ownerPHID" = ${placeholder(1)}`, params: [ownerPHID] };
+      return { sql: deleteByOwnerText(table, 1), params: [ownerPHID] };
     },
     deleteOwnedIndexes(table: string, ownerPHID: string, indexes: readonly string[]): SqlStatement {
       const list = indexes.map((_, i) => placeholder(i + 2)).join(', ');

@@ -13,7 +13,7 @@ import { logQueryDone, logQueryStart, queryFailed, type AutocommitQuery } from '
 export const mysqlAutocommitQuery: AutocommitQuery = async (dataSource: DataSource, statement) => {
   const connection = await obtainMysqlConnection(dataSource);
   return new Promise<number>((resolve, reject) => {
-    const params = [...statement.params];
+    const params = statement.params as unknown[];
     const startedAt = logQueryStart(dataSource, statement.sql, params);
     connection.query(statement.sql, params, (error, result) => {
       connection.release();

@@ -2,6 +2,7 @@ import type { QueryRunner } from 'typeorm';
 import type { DriverErrorKind, InsertStatement, LockRow, Queryable, SlotLockDialect, SqlStatement } from '../dialect';
 import { driverErrorOf } from '../../errors/driver-error-of';
 import { firstFreeSlotSql } from '../first-free-slot';
+import { keptStatementText } from '../statement-text';
 import { mysqlAutocommitQuery } from './direct-query';
 
 /** Phorge's table name (in the `{$NAMESPACE}_drydock` database). */
@@ -86,6 +87,13 @@ function deleteThroughIndex(table: string, index: 'key_owner' | 'key_lock'): str
   return `DELETE ${name} FROM ${name} FORCE INDEX (${quoteIdentifier(index)})`;
 }
 
+const insertText = keptStatementText(
+  (table, rows) =>
+    `INSERT INTO ${quoteTable(table)} (ownerPHID, lockIndex, lockKey) VALUES ` + placeholders(rows, '(?, ?, ?)'),
+);
+
+const deleteByOwnerText = keptStatementText((table) => `${deleteThroughIndex(table, 'key_owner')} WHERE ownerPHID = ?`);
+
 /**
  * MariaDB and MySQL: Phorge's own table, its DDL copied from
  * `resources/sql/autopatches/20150916.drydock.slotlocks.1.sql` with
@@ -133,13 +141,7 @@ export const mysqlDialect: SlotLockDialect = Object.freeze({
       params[p + 1] = row.lockIndex;
       params[p + 2] = bytes(row.lockKey);
     }
-    return {
-      sql:
-        `INSERT INTO ${quoteTable(table)} (ownerPHID, lockIndex, lockKey) VALUES ` +
-        placeholders(end - start, '(?, ?, ?)'),
-      params,
-      rowCount: end - start,
-    };
+    return { sql: insertText(table, end - start), params, rowCount: end - start };
   },
 
   selectFirstFreeSlot(table: string, prefix: string, limit: number): SqlStatement {
@@ -185,7 +187,7 @@ export const mysqlDialect: SlotLockDialect = Object.freeze({
   },
 
   deleteByOwner(table: string, ownerPHID: string): SqlStatement {
-    return { sql: `${deleteThroughIndex(table, 'key_owner')} WHERE ownerPHID = ?`, params: [bytes(ownerPHID)] };
+    return { sql: deleteByOwnerText(table, 1), params: [bytes(ownerPHID)] };
   },
 
   classify(error: unknown): DriverErrorKind {

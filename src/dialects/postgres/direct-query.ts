@@ -9,7 +9,7 @@ import { logQueryDone, logQueryStart, queryFailed, type AutocommitQuery } from '
  */
 export const postgresAutocommitQuery: AutocommitQuery = async (dataSource: DataSource, statement) => {
   const [client, release] = await obtainPostgresClient(dataSource);
-  const params = [...statement.params];
+  const params = statement.params as unknown[];
   const startedAt = logQueryStart(dataSource, statement.sql, params);
   let result: { rowCount: number | null };
   try {

@@ -5,6 +5,7 @@ import type { DriverErrorKind, InsertStatement, LockRow, SlotLockDialect, SqlSta
 import { portableTableMigration, type PortableColumnTypes } from '../portable-schema';
 import { postgresAutocommitQuery } from './direct-query';
 import { firstFreeSlotSql } from '../first-free-slot';
+import { keptStatementText } from '../statement-text';
 import { boundParameterSizing, quotedSql } from '../quoted-sql';
 
 /** PostgreSQL SQLSTATEs the service reacts to. */
@@ -30,6 +31,21 @@ export const POSTGRES_COLUMN_TYPES: PortableColumnTypes = {
 };
 
 const sql = quotedSql((n) => `$${n}`);
+
+const insertText = keptStatementText((table, count) => {
+  const values = new Array<string>(count);
+  const indexes = new Array<string>(count);
+  for (let i = 0; i < count; i += 1) {
+    values[i] = `($${3 * i + 1}, $${3 * i + 2}, $${3 * i + 3})`;
+    indexes[i] = `$${3 * i + 2}`;
+  }
+  const quoted = sql.quoteTable(table);
+  return (
+    `INSERT INTO ${quoted} ("ownerPHID", "lockIndex", "lockKey") ` +
+    `SELECT v.o, v.i, v.k FROM (VALUES ${values.join(', ')}) AS v(o, i, k) ` +
+    `WHERE NOT EXISTS (SELECT 1 FROM ${quoted} WHERE "lockIndex" IN (${indexes.join(', ')}))`
+  );
+});
 
 /**
  * PostgreSQL: the same columns, names and indexes as Phorge's table.
@@ -76,25 +92,13 @@ export const postgresDialect: SlotLockDialect = Object.freeze({
   ): InsertStatement {
     const count = end - start;
     const params = new Array<unknown>(3 * count);
-    const values = new Array<string>(count);
-    const indexes = new Array<string>(count);
     for (let i = 0; i < count; i += 1) {
       const row = rows[start + i]!;
       params[3 * i] = ownerPHID;
       params[3 * i + 1] = row.lockIndex;
       params[3 * i + 2] = row.lockKey;
-      values[i] = `($${3 * i + 1}, $${3 * i + 2}, $${3 * i + 3})`;
-      indexes[i] = `$${3 * i + 2}`;
     }
-    const quoted = sql.quoteTable(table);
-    return {
-      sql:
-        `INSERT INTO ${quoted} ("ownerPHID", "lockIndex", "lockKey") ` +
-        `SELECT v.o, v.i, v.k FROM (VALUES ${values.join(', ')}) AS v(o, i, k) ` +
-        `WHERE NOT EXISTS (SELECT 1 FROM ${quoted} WHERE "lockIndex" IN (${indexes.join(', ')}))`,
-      params,
-      rowCount: count,
-    };
+    return { sql: insertText(table, count), params, rowCount: count };
   },
 
   insertFirstFree(table: string, ownerPHID: string, candidates: readonly LockRow[]): SqlStatement {

@@ -6,6 +6,13 @@ import { logQueryDone, logQueryStart, queryFailed, type AutocommitQuery } from '
 const prepared = new WeakMap<SqliteDatabase, Map<string, SqliteStatement>>();
 
 /**
+ * Distinct statements kept per connection. A lock cycle uses a handful (one INSERT per
+ * set size, the DELETE); an app whose set sizes vary widely would otherwise keep one per
+ * size for good. When full, the cache starts over.
+ */
+const MAX_PREPARED = 128;
+
+/**
  * One statement straight on a DataSource's better-sqlite3 connection, prepared once and
  * logged as TypeORM's query runner would. better-sqlite3 answers synchronously, so the
  * runner's promises are most of the cost of a lock cycle on SQLite.
@@ -16,11 +23,14 @@ export const sqliteAutocommitQuery: AutocommitQuery = async (dataSource: DataSou
   if (connection === undefined) throw new Error('the SQLite DataSource is not initialized');
   let statements = prepared.get(connection);
   if (statements === undefined) prepared.set(connection, (statements = new Map()));
-  const params = [...statement.params];
+  const params = statement.params as unknown[];
   const startedAt = logQueryStart(dataSource, statement.sql, params);
   try {
     let compiled = statements.get(statement.sql);
-    if (compiled === undefined) statements.set(statement.sql, (compiled = connection.prepare(statement.sql)));
+    if (compiled === undefined) {
+      if (statements.size >= MAX_PREPARED) statements.clear();
+      statements.set(statement.sql, (compiled = connection.prepare(statement.sql)));
+    }
     const changes = compiled.run(...params).changes;
     logQueryDone(dataSource, statement.sql, params, startedAt);
     return changes;

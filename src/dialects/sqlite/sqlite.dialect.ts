@@ -4,6 +4,7 @@ import { driverErrorOf } from '../../errors/driver-error-of';
 import type { DriverErrorKind, InsertStatement, LockRow, SlotLockDialect, SqlStatement } from '../dialect';
 import { portableTableMigration, type PortableColumnTypes } from '../portable-schema';
 import { firstFreeSlotSql } from '../first-free-slot';
+import { keptStatementText } from '../statement-text';
 import { boundParameterSizing, quotedSql } from '../quoted-sql';
 import { sqliteAutocommitQuery } from './direct-query';
 
@@ -16,6 +17,12 @@ export const SQLITE_COLUMN_TYPES: PortableColumnTypes = {
 };
 
 const sql = quotedSql(() => '?');
+
+const insertText = keptStatementText(
+  (table, rows) =>
+    `INSERT INTO ${sql.quoteTable(table)} ("ownerPHID", "lockIndex", "lockKey") VALUES ` +
+    placeholders(rows, '(?, ?, ?)'),
+);
 
 function placeholders(count: number, group: string): string {
   return new Array<string>(count).fill(group).join(', ');
@@ -59,13 +66,7 @@ export const sqliteDialect: SlotLockDialect = Object.freeze({
       params[p + 1] = row.lockIndex;
       params[p + 2] = row.lockKey;
     }
-    return {
-      sql:
-        `INSERT INTO ${sql.quoteTable(table)} ("ownerPHID", "lockIndex", "lockKey") VALUES ` +
-        placeholders(end - start, '(?, ?, ?)'),
-      params,
-      rowCount: end - start,
-    };
+    return { sql: insertText(table, end - start), params, rowCount: end - start };
   },
 
   insertFirstFree(table: string, ownerPHID: string, candidates: readonly LockRow[]): SqlStatement {

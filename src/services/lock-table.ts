@@ -76,11 +76,18 @@ export class LockTable {
    * one, is in memory at a time. Several statements must run in one transaction to stay
    * all-or-nothing.
    */
-  async planInserts(db: Queryable, owner: string, locks: readonly RequestedLock[]): Promise<InsertPlan> {
-    const dialect = this.dialect;
+  planInserts(db: Queryable, owner: string, locks: readonly RequestedLock[]): InsertPlan | Promise<InsertPlan> {
     if (locks.length === 0) return { owner, locks, ends: [] }; // commitWithLocks with no keys: the work alone
+    // Synchronous once the server's limit is known: no promise on the hot path.
     const maxBytes = this.#readMaxStatementBytes(db);
-    const limitBytes = (typeof maxBytes === 'number' ? maxBytes : await maxBytes) - STATEMENT_OVERHEAD_BYTES;
+    return typeof maxBytes === 'number'
+      ? this.#plan(owner, locks, maxBytes)
+      : maxBytes.then((bytes) => this.#plan(owner, locks, bytes));
+  }
+
+  #plan(owner: string, locks: readonly RequestedLock[], maxBytes: number): InsertPlan {
+    const dialect = this.dialect;
+    const limitBytes = maxBytes - STATEMENT_OVERHEAD_BYTES;
     const targetBytes = Math.min(limitBytes, MEMORY_BOUND_BYTES - STATEMENT_OVERHEAD_BYTES);
     if (locks.length <= dialect.maxRowsPerStatement && upperBoundBytes(owner, locks) <= targetBytes) {
       // The common case, a handful of short keys: one statement, without weighing every row.

@@ -15,13 +15,29 @@ export class ContentionExhausted {
  * Full jitter (a random wait between 0 and an exponentially growing ceiling) keeps
  * callers that collided once from colliding again in lockstep.
  */
-export async function retryOnContention<T>(
+export function retryOnContention<T>(
   retry: Readonly<RetryOptions>,
   isContention: (error: unknown) => boolean,
   attempt: (attemptNumber: number) => Promise<T>,
   onRetry?: (error: unknown, attemptNumber: number) => void,
 ): Promise<T> {
-  for (let attemptNumber = 1; ; attemptNumber += 1) {
+  // The first attempt without an async frame of its own: it is nearly every call, and a
+  // lock cycle is short enough that a promise layer shows (issue 12, item 1).
+  return started(() => attempt(1)).catch((error: unknown) => retryAfter(retry, isContention, attempt, onRetry, error));
+}
+
+async function retryAfter<T>(
+  retry: Readonly<RetryOptions>,
+  isContention: (error: unknown) => boolean,
+  attempt: (attemptNumber: number) => Promise<T>,
+  onRetry: ((error: unknown, attemptNumber: number) => void) | undefined,
+  firstError: unknown,
+): Promise<T> {
+  if (!isContention(firstError)) throw firstError;
+  if (retry.attempts <= 1) throw new ContentionExhausted(firstError, 1);
+  onRetry?.(firstError, 1);
+  await sleep(backoffMs(retry, 1));
+  for (let attemptNumber = 2; ; attemptNumber += 1) {
     try {
       return await attempt(attemptNumber);
     } catch (error) {
@@ -55,20 +71,40 @@ const BUSY_POLL_MAX_MS = 50;
  * other transactions (the app's, holding the lock) run to their end. The pauses grow
  * from 1 ms to {@link BUSY_POLL_MAX_MS}, jittered, as SQLite's own handler's do.
  */
-export async function waitOutBusy<T>(
+export function waitOutBusy<T>(
   deadline: number,
   isBusy: (error: unknown) => boolean,
   attempt: () => Promise<T>,
 ): Promise<T> {
+  return started(attempt).catch((error: unknown) => waitAfter(deadline, isBusy, attempt, error));
+}
+
+async function waitAfter<T>(
+  deadline: number,
+  isBusy: (error: unknown) => boolean,
+  attempt: () => Promise<T>,
+  firstError: unknown,
+): Promise<T> {
+  let error = firstError;
   for (let tries = 1; ; tries += 1) {
+    if (!isBusy(error)) throw error;
+    const remaining = deadline - Date.now();
+    if (remaining <= 0) throw error;
+    const ceiling = Math.min(BUSY_POLL_MAX_MS, 2 ** (tries - 1));
+    await sleep(Math.min(remaining, ceiling / 2 + (Math.random() * ceiling) / 2));
     try {
       return await attempt();
-    } catch (error) {
-      if (!isBusy(error)) throw error;
-      const remaining = deadline - Date.now();
-      if (remaining <= 0) throw error;
-      const ceiling = Math.min(BUSY_POLL_MAX_MS, 2 ** (tries - 1));
-      await sleep(Math.min(remaining, ceiling / 2 + (Math.random() * ceiling) / 2));
+    } catch (next) {
+      error = next;
     }
+  }
+}
+
+/** `run()`, with a synchronous throw turned into a rejection. */
+function started<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return run();
+  } catch (error) {
+    return Promise.reject(error);
   }
 }

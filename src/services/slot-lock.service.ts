@@ -1,4 +1,4 @@
-import type { DataSource, EntityManager } from 'typeorm';
+import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import { dialectFor } from '../dialects';
 import type { DrydockSlotLock } from '../entities/drydock-slot-lock.entity';
 import { publish } from '../diagnostics/slot-lock-channels';
@@ -124,27 +124,37 @@ export class SlotLockService {
    * }
    * ```
    */
-  async acquireLocks(ownerPHID: string, lockKeys: Iterable<string>, options: SlotLockCallOptions = {}): Promise<void> {
-    const owner = checkOwner(ownerPHID, this.#rules);
-    const locks = prepareLocks(lockKeys, this.#rules);
-    const retry = this.#retryFor(options);
-    const callerRunner = callerRunnerOf(options.manager, this.#connection.dataSources());
-    if (locks.length === 0) return;
-
+  acquireLocks(ownerPHID: string, lockKeys: Iterable<string>, options: SlotLockCallOptions = {}): Promise<void> {
+    // Promise chains rather than async frames on this path: a lock cycle is short
+    // enough that each promise layer shows against the raw driver (issue 12, item 1).
+    let owner: string;
+    let locks: RequestedLock[];
+    let retry: Readonly<RetryOptions>;
+    let callerRunner: QueryRunner | undefined;
     try {
-      if (callerRunner !== undefined) {
-        await acquireInCallerTransaction(this.#table, callerRunner, owner, locks, this.#readLockMap);
-      } else {
-        await this.#acquireWithRetry(owner, locks, retry);
-      }
+      owner = checkOwner(ownerPHID, this.#rules);
+      locks = prepareLocks(lockKeys, this.#rules);
+      retry = this.#retryFor(options);
+      callerRunner = this.#callerRunnerOf(options);
     } catch (error) {
-      throw reportConflict(owner, locks, error);
+      return Promise.reject(error);
     }
-    publish.acquired(() => ({
-      ownerPHID: owner,
-      lockKeys: locks.map((lock) => lock.lockKey),
-      inCallerTransaction: callerRunner !== undefined,
-    }));
+    if (locks.length === 0) return Promise.resolve();
+    const acquiring =
+      callerRunner !== undefined
+        ? acquireInCallerTransaction(this.#table, callerRunner, owner, locks, this.#readLockMap)
+        : this.#acquireWithRetry(owner, locks, retry);
+    return acquiring.then(
+      () =>
+        publish.acquired(() => ({
+          ownerPHID: owner,
+          lockKeys: locks.map((lock) => lock.lockKey),
+          inCallerTransaction: callerRunner !== undefined,
+        })),
+      (error: unknown) => {
+        throw reportConflict(owner, locks, error);
+      },
+    );
   }
 
   /**
@@ -157,30 +167,36 @@ export class SlotLockService {
    * const released = await slotLocks.releaseLocks('PHID-DRYL-aaaa'); // 2
    * ```
    */
-  async releaseLocks(ownerPHID: string, options: SlotLockCallOptions = {}): Promise<number> {
-    const owner = checkOwner(ownerPHID, this.#rules);
-    const retry = this.#retryFor(options);
-    const callerRunner = callerRunnerOf(options.manager, this.#connection.dataSources());
-
-    let count: number;
+  releaseLocks(ownerPHID: string, options: SlotLockCallOptions = {}): Promise<number> {
+    let owner: string;
+    let retry: Readonly<RetryOptions>;
+    let callerRunner: QueryRunner | undefined;
+    try {
+      owner = checkOwner(ownerPHID, this.#rules);
+      retry = this.#retryFor(options);
+      callerRunner = this.#callerRunnerOf(options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    let releasing: Promise<number>;
     if (callerRunner !== undefined) {
-      count = await releaseInCallerTransaction(this.#table, callerRunner, owner);
+      releasing = releaseInCallerTransaction(this.#table, callerRunner, owner);
     } else {
       const statement = this.#table.deleteByOwner(owner);
-      try {
-        count = await retryOnContention(
-          retry,
-          (error) => this.#table.isContention(error),
-          () => this.#connection.exclusive((dataSource) => this.#connection.autocommit(dataSource, statement)),
-          reportRetry(owner, 'releaseLocks'),
-        );
-      } catch (error) {
+      releasing = retryOnContention(
+        retry,
+        this.#isContention,
+        () => this.#connection.exclusive((dataSource) => this.#connection.autocommit(dataSource, statement)),
+        reportRetry(owner, 'releaseLocks'),
+      ).catch((error: unknown) => {
         // A release has no lock map to report: the driver's own error says what happened.
         throw error instanceof ContentionExhausted ? error.error : error;
-      }
+      });
     }
-    publish.released(() => ({ ownerPHID: owner, count }));
-    return count;
+    return releasing.then((count) => {
+      publish.released(() => ({ ownerPHID: owner, count }));
+      return count;
+    });
   }
 
   /** The locks `ownerPHID` holds, as entities, oldest first (SPEC 4.6). */
@@ -374,27 +390,28 @@ export class SlotLockService {
     return resolveRetry(this.#options.retry, options.retry, 'options.retry');
   }
 
-  async #acquireWithRetry(
-    owner: string,
-    locks: readonly RequestedLock[],
-    retry: Readonly<RetryOptions>,
-  ): Promise<void> {
+  #acquireWithRetry(owner: string, locks: readonly RequestedLock[], retry: Readonly<RetryOptions>): Promise<void> {
     let attempts = 0;
-    try {
-      await retryOnContention(
-        retry,
-        (error) => this.#table.isContention(error),
-        (attemptNumber) => {
-          attempts = attemptNumber;
-          return this.#connection.exclusive((dataSource) =>
-            acquireInServiceTransaction(this.#table, this.#connection, dataSource, owner, locks),
-          );
-        },
-        reportRetry(owner, 'acquireLocks'),
-      );
-    } catch (error) {
+    return retryOnContention(
+      retry,
+      this.#isContention,
+      (attemptNumber) => {
+        attempts = attemptNumber;
+        return this.#connection.exclusive((dataSource) =>
+          acquireInServiceTransaction(this.#table, this.#connection, dataSource, owner, locks),
+        );
+      },
+      reportRetry(owner, 'acquireLocks'),
+    ).catch(async (error: unknown) => {
       throw await this.#translateAcquireError(error, locks, attempts);
-    }
+    });
+  }
+
+  readonly #isContention = (error: unknown): boolean => this.#table.isContention(error);
+
+  /** The caller's runner when the call has a manager; the DataSources are only looked up then. */
+  #callerRunnerOf(options: SlotLockCallOptions): QueryRunner | undefined {
+    return options.manager === undefined ? undefined : callerRunnerOf(options.manager, this.#connection.dataSources());
   }
 
   /** Turns what an acquisition threw into what its caller gets (SPEC 4.2 to 4.4). */

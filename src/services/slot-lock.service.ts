@@ -227,8 +227,15 @@ export class SlotLockService {
 
   /**
    * Takes one free slot of a limited family: `${name}.slot(0)` … `${name}.slot(limit-1)`
-   * (SPEC 4.7). Free slots are tried in random order so that callers spread out;
-   * rejects with {@link SlotLockException} listing the holders when all are held.
+   * (SPEC 4.7). Slots are tried in random order so that callers spread out: each try
+   * is one statement offering the server up to 32 random candidates, of which it takes
+   * the first free one (MySQL reads the batch, then inserts one row). After three
+   * batches found nothing free, the server is asked for the lowest free slot (a scan of
+   * the family's keys on the server, never read into the client). The cost does not grow
+   * with `limit`, which may be up to `MAX_SLOT_LIMIT` (2^53 - 1).
+   *
+   * Rejects with {@link SlotLockException} (`failure: 'held'`) when every slot is held;
+   * its lock map is a sample: the holders of the last batch tried, at most 32 entries.
    *
    * @example
    * ```ts

@@ -54,7 +54,7 @@ export interface SlotLockReleasedEvent {
 /** Published on {@link SLOT_LOCK_CHANNELS}.retry. */
 export interface SlotLockRetryEvent {
   readonly ownerPHID: string;
-  readonly operation: 'acquireLocks' | 'releaseLocks' | 'commitWithLocks';
+  readonly operation: 'acquireLocks' | 'acquireSlot' | 'releaseLocks' | 'commitWithLocks';
   /** The attempt that failed (1 for the first). */
   readonly attempt: number;
   /** The driver's error number or code, e.g. 1213. */

@@ -79,11 +79,12 @@ export interface SlotLockDialect {
    */
   readonly insertFirstFree?: (table: string, ownerPHID: string, candidates: readonly LockRow[]) => SqlStatement;
   /**
-   * The lowest slot `n` below `limit` whose key `${prefix}${n})` nobody holds, found by a
-   * scan on the server (no key travels to the client): a row `{ free }`, null when every
-   * slot is held. Only keys written exactly so count (no leading zeros).
+   * The first slot `n` at or after `start` (wrapping round to 0) and below `limit` whose
+   * key `${prefix}${n})` nobody holds, found by a scan of the lock table on the server (no
+   * key travels to the client): a row `{ free }`, null when every slot is held. Only keys
+   * written exactly so count (no leading zeros, nothing after the digits).
    */
-  selectFirstFreeSlot(table: string, prefix: string, limit: number): SqlStatement;
+  selectFirstFreeSlot(table: string, prefix: string, limit: number, start: number): SqlStatement;
   /** Rows whose index is one of `indexes`. */
   selectByIndexes(table: string, indexes: readonly string[]): SqlStatement;
   /** Rows held by one owner, oldest first. */

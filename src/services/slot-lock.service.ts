@@ -1,7 +1,7 @@
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import { dialectFor } from '../dialects';
 import type { DrydockSlotLock } from '../entities/drydock-slot-lock.entity';
-import { publish } from '../diagnostics/slot-lock-channels';
+import { publish, type SlotLockRetryEvent } from '../diagnostics/slot-lock-channels';
 import { driverCause } from '../errors/classify-error';
 import { driverErrorOf } from '../errors/driver-error-of';
 import { SlotLockException } from '../errors/slot-lock.exception';
@@ -152,7 +152,7 @@ export class SlotLockService {
           inCallerTransaction: callerRunner !== undefined,
         })),
       (error: unknown) => {
-        throw reportConflict(owner, locks, error);
+        throw reportConflict(owner, lockKeysOf(locks), error);
       },
     );
   }
@@ -230,12 +230,14 @@ export class SlotLockService {
    * (SPEC 4.7). Slots are tried in random order so that callers spread out: each try
    * is one statement offering the server up to 32 random candidates, of which it takes
    * the first free one (MySQL reads the batch, then inserts one row). After three
-   * batches found nothing free, the server is asked for the lowest free slot (a scan of
-   * the family's keys on the server, never read into the client). The cost does not grow
-   * with `limit`, which may be up to `MAX_SLOT_LIMIT` (2^53 - 1).
+   * batches found nothing free, the server is asked for the first free slot after a
+   * random start (a scan of the lock table on the server, never read into the client).
+   * While some of the family is free the cost does not grow with `limit`, which may be
+   * up to `MAX_SLOT_LIMIT` (2^53 - 1).
    *
-   * Rejects with {@link SlotLockException} (`failure: 'held'`) when every slot is held;
-   * its lock map is a sample: the holders of the last batch tried, at most 32 entries.
+   * Rejects with {@link SlotLockException}: `failure: 'held'` only when every slot was
+   * seen held, its lock map a sample (the holders of the last batch tried, at most 32
+   * entries); `'contention'` after 8 free slots were taken by others first.
    *
    * @example
    * ```ts
@@ -274,6 +276,7 @@ export class SlotLockService {
                 family,
                 retry,
                 readLockMap: this.#readLockMap,
+                onRetry: reportRetry(owner, 'acquireSlot'),
               }),
             );
     } catch (error) {
@@ -281,7 +284,12 @@ export class SlotLockService {
         error instanceof ContentionExhausted
           ? new SlotLockException({ failure: 'contention', lockMap: {}, attempts: error.attempts, cause: error.error })
           : error;
-      throw reportConflict(owner, [family.lockOf(0)], failure);
+      // The keys of a slot rejection: those its lock map names (the last batch tried).
+      throw reportConflict(
+        owner,
+        failure instanceof SlotLockException ? Object.keys(failure.getLockMap()) : [],
+        failure,
+      );
     }
     publish.acquired(() => ({
       ownerPHID: owner,
@@ -344,7 +352,7 @@ export class SlotLockService {
       const translated =
         error instanceof ContentionExhausted ? await this.#translateAcquireError(error, locks, error.attempts) : error;
       if (translated instanceof SlotLockException) {
-        reportConflict(owner, locks, translated);
+        reportConflict(owner, lockKeysOf(locks), translated);
         if (options.onConflict !== undefined) await options.onConflict(translated);
       }
       throw translated;
@@ -444,11 +452,15 @@ export class SlotLockService {
 }
 
 /** Publishes a SlotLockException on the conflict channel, and hands back what was thrown. */
-function reportConflict(owner: string, locks: readonly RequestedLock[], error: unknown): unknown {
+function lockKeysOf(locks: readonly RequestedLock[]): string[] {
+  return locks.map((lock) => lock.lockKey);
+}
+
+function reportConflict(owner: string, lockKeys: readonly string[], error: unknown): unknown {
   if (error instanceof SlotLockException) {
     publish.conflict(() => ({
       ownerPHID: owner,
-      lockKeys: locks.map((lock) => lock.lockKey),
+      lockKeys,
       failure: error.failure,
       lockMap: error.getLockMap(),
     }));
@@ -458,7 +470,7 @@ function reportConflict(owner: string, locks: readonly RequestedLock[], error: u
 
 function reportRetry(
   owner: string,
-  operation: 'acquireLocks' | 'releaseLocks' | 'commitWithLocks',
+  operation: SlotLockRetryEvent['operation'],
 ): (error: unknown, attempt: number) => void {
   return (error, attempt) => {
     const driverError = driverErrorOf(error);

@@ -1,6 +1,6 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
-import type { DataSource } from 'typeorm';
-import { SLOT_LOCK_CHANNELS, SlotLockService } from '../../src';
+import { DataSource, type DataSourceOptions } from 'typeorm';
+import { SLOT_LOCK_CHANNELS, SlotLockException, SlotLockService } from '../../src';
 import { ENGINES, freshEngineDataSource } from '../support/engines';
 
 describe.each(ENGINES)('observability on node:diagnostics_channel, on $name', (engine) => {
@@ -57,4 +57,42 @@ describe.each(ENGINES)('observability on node:diagnostics_channel, on $name', (e
       ['drydock-slotlock:released', undefined],
     ]);
   });
+});
+
+const MARIADB = ENGINES.find((engine) => engine.name === 'mariadb');
+(MARIADB === undefined ? describe.skip : describe)('acquireSlot retries on the retry channel, on mariadb', () => {
+  test('a lock-wait timeout retried by acquireSlot is published with operation "acquireSlot"', async () => {
+    const engine = MARIADB!;
+    // A pool of one: the session setting below is the service's connection's.
+    const dataSource = await freshEngineDataSource(engine, 'diagnostics_slot_retry', { poolSize: 1 });
+    const rivalSource = new DataSource({ ...dataSource.options, poolSize: 1 } as DataSourceOptions);
+    const retries: unknown[] = [];
+    const onRetry = (message: unknown): void => {
+      retries.push(message);
+    };
+    subscribe(SLOT_LOCK_CHANNELS.retry, onRetry);
+    const rival = (await rivalSource.initialize()).createQueryRunner();
+    try {
+      await dataSource.query('SET SESSION innodb_lock_wait_timeout = 1');
+      const service = new SlotLockService(dataSource, { retry: { attempts: 2, baseDelayMs: 5, maxDelayMs: 10 } });
+      await rival.startTransaction();
+      await new SlotLockService(rivalSource).acquireLocks('PHID-rival', ['retried.slot(0)'], {
+        manager: rival.manager,
+      });
+      const failure = (await service
+        .acquireSlot('PHID-me', 'retried', 1)
+        .catch((e: unknown) => e)) as SlotLockException;
+      expect(failure).toBeInstanceOf(SlotLockException);
+      expect(failure.failure).toBe('contention');
+      expect(retries).toEqual([
+        expect.objectContaining({ ownerPHID: 'PHID-me', operation: 'acquireSlot', attempt: 1 }),
+      ]);
+    } finally {
+      unsubscribe(SLOT_LOCK_CHANNELS.retry, onRetry);
+      await rival.rollbackTransaction().catch(() => undefined);
+      await rival.release();
+      await rivalSource.destroy();
+      await dataSource.destroy();
+    }
+  }, 30_000);
 });

@@ -30,9 +30,9 @@ describe.each(ENGINES)('SPEC 4.7 slot families on $name', (engine) => {
   });
   beforeEach(() => clearLocks(dataSource));
 
-  /** The dialect's lowest-free-slot statement, run as the service runs it. */
-  async function lowestFree(prefix: string, limit: number): Promise<number | null> {
-    const { sql, params } = dialectFor(dataSource).selectFirstFreeSlot('drydock_slotlock', prefix, limit);
+  /** The dialect's free-slot statement, run as the service runs it. */
+  async function lowestFree(prefix: string, limit: number, start = 0): Promise<number | null> {
+    const { sql, params } = dialectFor(dataSource).selectFirstFreeSlot('drydock_slotlock', prefix, limit, start);
     const [row] = (await dataSource.query(sql, [...params])) as Array<{ free: unknown }>;
     return row!.free === null ? null : Number(row!.free);
   }
@@ -48,6 +48,57 @@ describe.each(ENGINES)('SPEC 4.7 slot families on $name', (engine) => {
   ])('the lowest free slot, %s', async (_label, held, limit, expected) => {
     if (held.length > 0) await service.acquireLocks(HOLDER, slotKeys('gap', held));
     expect(await lowestFree('gap.slot(', limit)).toBe(expected);
+  });
+
+  test.each([
+    ['the start itself when free', [0, 1, 2, 4, 5], 10, 3, 3],
+    ['the next free one after a held start', [0, 1, 2, 4, 5], 10, 4, 6],
+    ['wrapping round to a hole before the start', [0, 1, 3, 4, 5, 6, 7, 8, 9], 10, 5, 2],
+    ['wrapping round to slot 0', [5, 6, 7, 8, 9], 10, 7, 0],
+    ['none when every slot is held, whatever the start', [0, 1, 2], 3, 2, null],
+  ])('from a start: %s', async (_label, held, limit, start, expected) => {
+    await service.acquireLocks(HOLDER, slotKeys('from', held));
+    expect(await lowestFree('from.slot(', limit, start)).toBe(expected);
+  });
+
+  test('a key with a newline after the digits is not a slot', async () => {
+    await service.acquireLocks(HOLDER, ['nl.slot(0)', 'nl.slot(1\n)', 'nl.slot(2)']);
+    expect(await lowestFree('nl.slot(', 3)).toBe(1);
+  });
+
+  if (engine.name !== 'postgres')
+    test('a family whose name holds a NUL (PostgreSQL refuses NUL as input)', async () => {
+      await service.acquireLocks(HOLDER, slotKeys('n\u0000ul', [0, 1]));
+      expect(await lowestFree('n\u0000ul.slot(', 5)).toBe(2);
+    });
+
+  test('callers racing for the last free slots all get one: "held" only once every slot is held', async () => {
+    for (const [name, limit, free] of [
+      ['race.small', 8, [0, 1, 2, 3, 4, 5, 6, 7]],
+      ['race.large', 400, [3, 77, 78, 150, 151, 152, 260, 399]],
+    ] as const) {
+      await service.acquireLocks(
+        HOLDER,
+        slotKeys(
+          name,
+          Array.from({ length: limit }, (_, slot) => slot).filter(
+            (slot) => !(free as readonly number[]).includes(slot),
+          ),
+        ),
+      );
+      const results = await Promise.allSettled(
+        free.map((_, caller) => service.acquireSlot(`PHID-DRYL-racer-${caller}`, name, limit)),
+      );
+      const rejected = results.filter((result) => result.status === 'rejected');
+      expect(rejected.map((result) => String((result as PromiseRejectedResult).reason))).toEqual([]);
+      const taken = results.map((result) => (result as PromiseFulfilledResult<{ slot: number }>).value.slot);
+      expect([...taken].sort((a, b) => a - b)).toEqual([...free]);
+      const late = (await service
+        .acquireSlot('PHID-DRYL-late', name, limit)
+        .catch((e: unknown) => e)) as SlotLockException;
+      expect(late).toBeInstanceOf(SlotLockException);
+      expect(late.failure).toBe('held');
+    }
   });
 
   test('keys of another family, or written otherwise, are not slots', async () => {

@@ -144,7 +144,7 @@ export const mysqlDialect: SlotLockDialect = Object.freeze({
     return { sql: insertText(table, end - start), params, rowCount: end - start };
   },
 
-  selectFirstFreeSlot(table: string, prefix: string, limit: number): SqlStatement {
+  selectFirstFreeSlot(table: string, prefix: string, limit: number, start: number): SqlStatement {
     // Compared as bytes, whatever the connection's charset: the prefix travels as a hex literal.
     const key = 'CAST(lockKey AS BINARY)';
     const bytesOfPrefix = Buffer.byteLength(prefix);
@@ -153,12 +153,13 @@ export const mysqlDialect: SlotLockDialect = Object.freeze({
         quoteTable(table),
         `SUBSTRING(${key}, ? + 1, LENGTH(${key}) - ? - 1)`,
         `LEFT(${key}, ?) = ? AND RIGHT(${key}, 1) = ')'`,
-        `m REGEXP '^(0|[1-9][0-9]{0,15})$'`,
+        // The regex's $ also matches before a final newline: "7\n" is not slot 7.
+        `m REGEXP '^(0|[1-9][0-9]{0,15})$' AND INSTR(m, CHAR(10)) = 0`,
         'CAST(m AS UNSIGNED)',
-        '?',
-        '?',
+        'CAST(? AS SIGNED)',
+        'CAST(? AS SIGNED)',
       ),
-      params: [bytesOfPrefix, bytesOfPrefix, bytesOfPrefix, bytes(prefix), limit, limit],
+      params: [start, limit, bytesOfPrefix, bytesOfPrefix, bytesOfPrefix, bytes(prefix)],
     };
   },
 

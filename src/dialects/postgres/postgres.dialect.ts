@@ -121,17 +121,19 @@ export const postgresDialect: SlotLockDialect = Object.freeze({
     };
   },
 
-  selectFirstFreeSlot(table: string, prefix: string, limit: number): SqlStatement {
+  selectFirstFreeSlot(table: string, prefix: string, limit: number, start: number): SqlStatement {
+    // Lengths counted by the server, in its own characters (bytes in a SQL_ASCII database).
     return {
       sql: firstFreeSlotSql(
         sql.quoteTable(table),
-        `substr("lockKey", $1 + 1, char_length("lockKey") - $1 - 1)`,
-        `left("lockKey", $1) = $2 AND right("lockKey", 1) = ')'`,
+        `substr("lockKey", char_length($3::text) + 1, char_length("lockKey") - char_length($3::text) - 1)`,
+        `left("lockKey", char_length($3::text)) = $3::text AND right("lockKey", 1) = ')'`,
         `m ~ '^(0|[1-9][0-9]{0,15})$'`,
         'm::bigint',
-        '$3',
+        '$1::bigint',
+        '$2::bigint',
       ),
-      params: [Array.from(prefix).length, prefix, limit],
+      params: [start, limit, prefix],
     };
   },
 

@@ -85,19 +85,23 @@ export const sqliteDialect: SlotLockDialect = Object.freeze({
     };
   },
 
-  selectFirstFreeSlot(table: string, prefix: string, limit: number): SqlStatement {
-    const length = Array.from(prefix).length;
+  selectFirstFreeSlot(table: string, prefix: string, limit: number, start: number): SqlStatement {
+    // Cut as bytes: text functions stop at a NUL, which a family's name may hold.
+    const key = 'CAST("lockKey" AS BLOB)';
+    const bytesOfPrefix = Buffer.byteLength(prefix);
     return {
       sql: firstFreeSlotSql(
         sql.quoteTable(table),
-        `substr("lockKey", ? + 1, length("lockKey") - ? - 1)`,
-        `substr("lockKey", 1, ?) = ? AND substr("lockKey", -1) = ')'`,
-        `m <> '' AND m NOT GLOB '*[^0-9]*' AND (m = '0' OR m NOT GLOB '0*') AND length(m) <= 16`,
+        `CAST(substr(${key}, ? + 1, length(${key}) - ? - 1) AS TEXT)`,
+        `substr(${key}, 1, ?) = ? AND substr(${key}, -1) = X'29'`,
+        // length() of text stops at a NUL; that of the bytes does not: equal means no NUL.
+        `m <> '' AND length(m) = length(CAST(m AS BLOB)) AND m NOT GLOB '*[^0-9]*' ` +
+          `AND (m = '0' OR m NOT GLOB '0*') AND length(m) <= 16`,
         'CAST(m AS INTEGER)',
         '?',
         '?',
       ),
-      params: [length, length, length, prefix, limit, limit],
+      params: [start, limit, bytesOfPrefix, bytesOfPrefix, bytesOfPrefix, Buffer.from(prefix, 'utf8')],
     };
   },
 

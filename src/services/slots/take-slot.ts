@@ -16,11 +16,15 @@ export const CANDIDATES_PER_ATTEMPT = 32;
  */
 export const FIRST_FREE_RACES = 3;
 
-/** Random batches tried before the server is asked for the lowest free slot (a scan). */
+/** Random batches tried before the server is asked for a free slot (a scan). */
 const SAMPLED_BATCHES = 3;
 
-/** Lost races on the lowest free slot before the call gives up (every slot being taken as fast as it frees). */
-const EXACT_TRIES = 3;
+/**
+ * Tries that saw a free slot and lost it to another caller before the call gives up
+ * with `failure: 'contention'` (each loss is a slot someone else took, so a caller loses
+ * only while others are being served).
+ */
+export const LOST_RACES = 8;
 
 /** The slot taken by `SlotLockService.acquireSlot`. */
 export interface AcquiredSlot {
@@ -87,8 +91,10 @@ export interface SlotTry {
   readonly taken?: RequestedLock;
   /** Insert statements sent for this try. */
   readonly statements: number;
-  /** Holders of the candidates, when the try read them anyway (MySQL reads before it inserts). */
+  /** Holders of the candidates, when the try read them anyway and lost no race (MySQL reads before it inserts). */
   readonly holders?: Record<string, string>;
+  /** True when a candidate was free but another caller took it first: not every candidate was held. */
+  readonly lost?: boolean;
 }
 
 /**
@@ -98,54 +104,67 @@ export interface SlotTry {
 export interface SlotTries {
   /** Takes the first of `candidates` (in their order) nobody holds; throws on contention it cannot get past. */
   takeFirstFree(candidates: readonly RequestedLock[]): Promise<SlotTry>;
-  /** The lowest slot nobody holds (a scan on the server), undefined when every slot is held. */
-  lowestFreeSlot(): Promise<number | undefined>;
+  /** The first slot nobody holds at or after `start`, wrapping round (a scan on the server); undefined when every slot is held. */
+  freeSlotFrom(start: number): Promise<number | undefined>;
   /** Who holds `locks`, for the rejection's lock map. */
   holders(locks: readonly RequestedLock[]): Promise<Record<string, string>>;
 }
 
 /**
  * Takes one free slot of `family` (SPEC 4.7): a few batches of random candidates, each
- * one statement where the engine allows; when they were all held, the server's lowest
- * free slot; when there is none, a SlotLockException whose lock map holds the holders of
- * the last batch tried (at most {@link CANDIDATES_PER_ATTEMPT}: a family can have a
- * million slots).
+ * one statement where the engine allows; when they were all held, the first free slot
+ * the server finds after a random start. `failure: 'held'` only when every slot was
+ * seen held (the whole family in one batch, or the server's scan finding none), with
+ * the holders of the last batch tried as the lock map (at most
+ * {@link CANDIDATES_PER_ATTEMPT}: a family can have a million slots); `'contention'`
+ * after {@link LOST_RACES} free slots were taken by others first.
  */
-export async function takeSlot(family: SlotFamily, tries: SlotTries): Promise<AcquiredSlot> {
+export async function takeSlot(
+  family: SlotFamily,
+  tries: SlotTries,
+  random: () => number = Math.random,
+): Promise<AcquiredSlot> {
   let attempts = 0;
+  let lostRaces = 0;
+  let sampledBatches = 0;
   let lastTried: RequestedLock[] = [];
   let knownHolders: Record<string, string> | undefined;
-  const taken = (lock: RequestedLock): AcquiredSlot => ({
-    slot: family.slotOf(lock.lockKey),
-    lockKey: lock.lockKey,
-    attempts,
-  });
+  const wholeFamilyPerBatch = family.limit <= CANDIDATES_PER_ATTEMPT;
+  const rejection = async (failure: 'held' | 'contention'): Promise<SlotLockException> =>
+    new SlotLockException({
+      failure,
+      lockMap: knownHolders ?? (await tries.holders(lastTried)),
+      attempts: Math.max(attempts, 1),
+    });
 
-  const batches = family.limit <= CANDIDATES_PER_ATTEMPT ? 1 : SAMPLED_BATCHES;
-  for (let batch = 0; batch < batches; batch += 1) {
-    lastTried = family.candidates().map((slot) => family.lockOf(slot));
-    const result = await tries.takeFirstFree(lastTried);
+  for (;;) {
+    let result: SlotTry;
+    if (wholeFamilyPerBatch || sampledBatches < SAMPLED_BATCHES) {
+      lastTried = family.candidates(CANDIDATES_PER_ATTEMPT, random).map((slot) => family.lockOf(slot));
+      result = await tries.takeFirstFree(lastTried);
+    } else {
+      const slot = await tries.freeSlotFrom(Math.floor(random() * family.limit));
+      if (slot === undefined) throw await rejection('held');
+      result = await tries.takeFirstFree([family.lockOf(slot)]);
+    }
     attempts += result.statements;
-    if (result.taken !== undefined) return taken(result.taken);
-    knownHolders = result.holders;
-  }
-  if (family.limit > CANDIDATES_PER_ATTEMPT) {
-    for (let exact = 0; exact < EXACT_TRIES; exact += 1) {
-      const slot = await tries.lowestFreeSlot();
-      if (slot === undefined) break;
-      const result = await tries.takeFirstFree([family.lockOf(slot)]);
-      attempts += result.statements;
-      if (result.taken !== undefined) return taken(result.taken);
+    if (result.taken !== undefined) {
+      return { slot: family.slotOf(result.taken.lockKey), lockKey: result.taken.lockKey, attempts };
+    }
+    knownHolders = result.lost === true ? undefined : result.holders;
+    if (result.lost === true || sampledBatches >= SAMPLED_BATCHES) {
+      // A free slot went to someone else: try again, never report the family as held.
+      lostRaces += 1;
+      if (lostRaces >= LOST_RACES) throw await rejection('contention');
+    } else if (wholeFamilyPerBatch) {
+      throw await rejection('held'); // every slot of the family was in the batch, and held
+    } else {
+      sampledBatches += 1;
     }
   }
-  throw new SlotLockException({
-    failure: 'held',
-    lockMap: knownHolders ?? (await tries.holders(lastTried)),
-    attempts: Math.max(attempts, 1),
-  });
 }
 
-/** The row a first-free or lowest-free statement answered with. */
+/** The row a first-free or free-slot statement answered with. */
 export interface SlotAnswer {
   readonly taken?: unknown;
   readonly free?: unknown;
@@ -166,7 +185,7 @@ export function takenCandidate(
   return candidates.find((candidate) => candidate.lockKey === key);
 }
 
-/** The slot number a lowest-free statement answered with, undefined for none. */
+/** The slot number a free-slot statement answered with, undefined for none. */
 export function freeSlotOf(row: SlotAnswer | undefined): number | undefined {
   const free = row?.free;
   return free === null || free === undefined ? undefined : Number(free);

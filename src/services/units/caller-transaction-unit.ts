@@ -266,13 +266,15 @@ export function callerSlotTries(
           );
           const taken = takenCandidate(candidates, row);
           if (taken !== undefined) return { taken, statements };
-          if (!(Number(row?.free) > 0) || statements >= FIRST_FREE_RACES) return { statements };
+          const lost = Number(row?.free) > 0;
+          if (!lost || statements >= FIRST_FREE_RACES) return { statements, lost };
         }
       }
       const held = await table.loadHeld(candidates, runner);
       const heldIndexes = new Set(held.map((lock) => lock.lockIndex));
       const holders: Record<string, string> = Object.fromEntries(held.map((lock) => [lock.lockKey, lock.ownerPHID]));
       let statements = 0;
+      let lost = false;
       for (const candidate of candidates) {
         if (heldIndexes.has(candidate.lockIndex)) continue;
         statements += 1;
@@ -282,12 +284,13 @@ export function callerSlotTries(
         if (failed.failure !== 'held' || failed.transactionRolledBack) {
           throw new SlotLockException({ ...failed, lockMap: holders, attempts: statements });
         }
+        lost = true;
       }
-      return { statements, holders };
+      return { statements, holders, lost };
     },
 
-    async lowestFreeSlot() {
-      const { sql, params } = table.dialect.selectFirstFreeSlot(table.name, family.prefix, family.limit);
+    async freeSlotFrom(start) {
+      const { sql, params } = table.dialect.selectFirstFreeSlot(table.name, family.prefix, family.limit, start);
       return freeSlotOf(firstRowOf(await guarded(table, runner, () => queryThroughTypeorm(runner, sql, [...params]))));
     },
 

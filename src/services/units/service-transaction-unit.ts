@@ -160,6 +160,8 @@ export interface ServiceSlotContext {
   readonly retry: Readonly<RetryOptions>;
   /** Who holds locks, read outside any unit right after a failure. */
   readonly readLockMap: (locks: readonly RequestedLock[]) => Promise<Record<string, string>>;
+  /** Told of each contention retry, as acquisitions tell theirs. */
+  readonly onRetry?: (error: unknown, attemptNumber: number) => void;
 }
 
 /**
@@ -169,12 +171,13 @@ export interface ServiceSlotContext {
  * plain read of the candidates, then a one-row INSERT of the first free one.
  */
 export function serviceSlotTries(context: ServiceSlotContext): SlotTries {
-  const { table, connection, owner, retry, family } = context;
+  const { table, connection, owner, retry, family, onRetry } = context;
   const retried = <T>(attempt: (dataSource: DataSource) => Promise<T>): Promise<T> =>
     retryOnContention(
       retry,
       (error) => table.isContention(error),
       () => connection.exclusive(attempt),
+      onRetry,
     );
   return {
     async takeFirstFree(candidates) {
@@ -187,12 +190,14 @@ export function serviceSlotTries(context: ServiceSlotContext): SlotTries {
           const taken = takenCandidate(candidates, row);
           if (taken !== undefined) return { taken, statements };
           // Nothing free, or a free one lost to a concurrent insert too often: the batch is done.
-          if (!(Number(row?.free) > 0) || statements >= FIRST_FREE_RACES) return { statements };
+          const lost = Number(row?.free) > 0;
+          if (!lost || statements >= FIRST_FREE_RACES) return { statements, lost };
         }
       }
       const held = await retried((dataSource) => table.loadHeld(candidates, dataSource));
       const heldIndexes = new Set(held.map((lock) => lock.lockIndex));
       let statements = 0;
+      let lost = false;
       for (const candidate of candidates) {
         if (heldIndexes.has(candidate.lockIndex)) continue;
         statements += 1;
@@ -201,14 +206,16 @@ export function serviceSlotTries(context: ServiceSlotContext): SlotTries {
           return { taken: candidate, statements };
         } catch (error) {
           if (table.classify(error) !== 'conflict') throw error;
-          // Taken since the read: the next free candidate.
+          lost = true; // taken since the read: the next free candidate
         }
       }
+      // After a lost race the read is stale: the lock map is read again if one is needed.
+      if (lost) return { statements, lost };
       return { statements, holders: Object.fromEntries(held.map((lock) => [lock.lockKey, lock.ownerPHID])) };
     },
 
-    async lowestFreeSlot() {
-      const { sql, params } = table.dialect.selectFirstFreeSlot(table.name, family.prefix, family.limit);
+    async freeSlotFrom(start) {
+      const { sql, params } = table.dialect.selectFirstFreeSlot(table.name, family.prefix, family.limit, start);
       return freeSlotOf(firstRowOf(await retried((dataSource) => queryThroughTypeorm(dataSource, sql, [...params]))));
     },
 

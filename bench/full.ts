@@ -11,11 +11,14 @@
  *               largest ones (child processes);
  *   contention  N = 2, 8, 32 callers competing for acquireSlot on 4 slots;
  *   slots       acquireSlot latency against the family's limit (4 to 1,000,000), on
- *               MariaDB, PostgreSQL and SQLite.
+ *               MariaDB, PostgreSQL and SQLite;
+ *   galera      the cycle on one server against a three-node Galera cluster (callers on
+ *               one node or spread over three), and the table-size curve on the cluster
+ *               (starts and stops scripts/galera.sh; needs galera-4 and rsync).
  * Every comparison is a ratio from one interleaved run (bench/lib/interleave.ts), the
  * median of several rounds.
  *
- * Tunables (environment): BENCH_SECTIONS (peers,table-size,batch,contention,slots),
+ * Tunables (environment): BENCH_SECTIONS (peers,table-size,batch,contention,slots,galera),
  * BENCH_SLOT_LIMITS (4,100,1000,10000,100000,1000000),
  * BENCH_OUT_DIR (docs), BENCH_FULL_ROUNDS (6), BENCH_FULL_SLICE_MS (500),
  * BENCH_FILL_ROWS (1000000: the largest table size), SLOTLOCK_BENCH_MYSQL_URL,
@@ -34,12 +37,13 @@ import { mysqlVersion, openMysqlPool, recreateMysqlDatabase } from './lib/engine
 import { describeMachine, machineLine } from './lib/machine';
 import { benchBatchSize, heapGrowth, peakRssDelta, summarizeBatch } from './full/batch-size';
 import { benchContention, summarizeContention } from './full/contention';
+import { benchGalera, galeraRatio } from './full/galera';
 import { benchPeers, peerRatio } from './full/peers';
 import { CHART_FILES, TABLE_SIZE_TARGET, renderCharts, renderMarkdown, type FullResults } from './full/report';
 import { benchSlotLimits, summarizeSlotLimits, type SlotEngine } from './full/slot-limits';
 import { benchTableSize, summarizeTableSize } from './full/table-size';
 
-const SECTIONS = ['peers', 'table-size', 'batch', 'contention', 'slots'] as const;
+const SECTIONS = ['peers', 'table-size', 'batch', 'contention', 'slots', 'galera'] as const;
 type Section = (typeof SECTIONS)[number];
 
 function sectionsFromEnv(): Set<Section> {
@@ -147,6 +151,13 @@ function printHeadlines(results: FullResults): void {
       );
     }
   }
+  if (results.galera !== undefined) {
+    for (const item of results.galera.cases)
+      lines.push(
+        `  galera K=${item.keys}, C=${item.callers} (vs 1 server): 1 node ${formatRatio(galeraRatio(item, 1))}, ` +
+          `3 nodes ${formatRatio(galeraRatio(item, 2))}`,
+      );
+  }
   console.log(lines.join('\n'));
 }
 
@@ -203,6 +214,21 @@ async function main(): Promise<void> {
     const sizes = [0, Math.round(FILL_ROWS / 10), FILL_ROWS];
     const tableSize = await benchTableSize({ ...base, sliceMs: 2 * SLICE_MS, keyCounts: [1, 10], sizes }, progress);
     results = { ...results, tableSize };
+  }
+  if (sections.has('galera')) {
+    progress('Scale out: one server against a three-node Galera cluster\n');
+    const sizes = [0, Math.round(FILL_ROWS / 10), FILL_ROWS];
+    const galera = await benchGalera(
+      {
+        ...base,
+        keyCounts: [1, 10, 100],
+        callerCounts: [8, 24],
+        warmupMs: 250,
+        tableSize: { ...base, sliceMs: 2 * SLICE_MS, keyCounts: [1, 10], sizes },
+      },
+      progress,
+    );
+    results = { ...results, galera };
   }
   results = { ...results, seconds: (performance.now() - started) / 1000 };
 

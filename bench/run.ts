@@ -4,7 +4,7 @@
  * (mysql2), PostgreSQL (pg) and SQLite (better-sqlite3).
  *
  * Why: the package should cost little more than the SQL it sends. The target is at
- * least 0.9x the raw driver sending the same statements in every case (printed as met
+ * least 0.97x the raw driver sending the same statements in every case (printed as met
  * or NOT met; the process exits 0 either way). On MariaDB the table also keeps the
  * comparison with what Phorge sends (BEGIN, INSERT, COMMIT, then DELETE).
  *

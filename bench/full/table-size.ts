@@ -18,6 +18,8 @@ export interface TableSizeSettings {
   readonly keyCounts: readonly number[];
   readonly rounds: number;
   readonly sliceMs: number;
+  /** The bench database's URL; default: the single MariaDB server's. */
+  readonly url?: string;
 }
 
 /** One slice: the latency of every acquisition and release, in milliseconds. */
@@ -136,8 +138,8 @@ export async function benchTableSize(
   settings: TableSizeSettings,
   progress: (text: string) => void,
 ): Promise<TableSizeResult> {
-  const dataSource = await openMysqlDataSource(2, new SilentLogger());
-  const pool = openMysqlPool(2);
+  const dataSource = await openMysqlDataSource(2, new SilentLogger(), true, settings.url);
+  const pool = openMysqlPool(2, settings.url);
   try {
     const fillSeconds = await createTables(pool, settings.sizes, progress);
     for (const size of settings.sizes) {

@@ -14,9 +14,9 @@ export function isMysqlContention(error: unknown): boolean {
 
 export const MYSQL_BENCH_URL = `${MYSQL_SERVER_URL}/${BENCH_DATABASE}`;
 
-/** Drops and creates the bench database, so every run starts from nothing. */
-export async function recreateMysqlDatabase(): Promise<void> {
-  const admin = await mysql.createConnection({ uri: MYSQL_SERVER_URL });
+/** Drops and creates the bench database on `serverUrl`, so every run starts from nothing. */
+export async function recreateMysqlDatabase(serverUrl: string = MYSQL_SERVER_URL): Promise<void> {
+  const admin = await mysql.createConnection({ uri: serverUrl });
   try {
     await admin.query(`DROP DATABASE IF EXISTS \`${BENCH_DATABASE}\``);
     await admin.query(`CREATE DATABASE \`${BENCH_DATABASE}\``);
@@ -25,11 +25,16 @@ export async function recreateMysqlDatabase(): Promise<void> {
   }
 }
 
-/** A TypeORM DataSource on the bench database, as an app would open it (type 'mysql'). */
-export async function openMysqlDataSource(poolSize: number, logger: Logger, migrate = true): Promise<DataSource> {
+/** A TypeORM DataSource on the bench database (of `url`), as an app would open it (type 'mysql'). */
+export async function openMysqlDataSource(
+  poolSize: number,
+  logger: Logger,
+  migrate = true,
+  url: string = MYSQL_BENCH_URL,
+): Promise<DataSource> {
   const dataSource = new DataSource({
     type: 'mysql',
-    url: MYSQL_BENCH_URL,
+    url,
     entities: [DrydockSlotLock],
     migrations: [...slotLockMigrations],
     poolSize,
@@ -40,8 +45,8 @@ export async function openMysqlDataSource(poolSize: number, logger: Logger, migr
   return dataSource;
 }
 
-export function openMysqlPool(connectionLimit: number): Pool {
-  return mysql.createPool({ uri: MYSQL_BENCH_URL, connectionLimit });
+export function openMysqlPool(connectionLimit: number, url: string = MYSQL_BENCH_URL): Pool {
+  return mysql.createPool({ uri: url, connectionLimit });
 }
 
 export async function mysqlVersion(pool: Pool): Promise<string> {

@@ -70,10 +70,11 @@ export interface SlotLockDialect {
     end?: number,
   ): InsertStatement;
   /**
-   * One statement that takes the first slot of `candidates` (in their order) that nobody
-   * holds, for `ownerPHID`, and returns a row `{ taken, free }`: the key taken (or null)
-   * and how many candidates it saw free (a free one lost to a concurrent insert shows as
-   * `taken` null with `free` > 0). Undefined where the engine cannot do it without
+   * One statement that takes a slot of `candidates` that nobody holds (the candidates
+   * come in random order: any free one will do), for `ownerPHID`, and returns a row
+   * `{ taken, free }`: the key taken (or null) and, where the engine can lose a race
+   * (PostgreSQL), how many candidates it saw free (a free one lost to a concurrent insert
+   * shows as `taken` null with `free` > 0). Undefined where the engine cannot do it without
    * locking reads: on MySQL an INSERT … SELECT takes shared next-key locks on what it
    * reads under REPEATABLE READ, so callers racing for one family would deadlock.
    */

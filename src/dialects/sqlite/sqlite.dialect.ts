@@ -72,15 +72,17 @@ export const sqliteDialect: SlotLockDialect = Object.freeze({
   insertFirstFree(table: string, ownerPHID: string, candidates: readonly LockRow[]): SqlStatement {
     const params: unknown[] = [ownerPHID];
     for (const row of candidates) params.push(row.lockIndex, row.lockKey);
-    const values = candidates.map((_, i) => `(?, ?, ${i})`).join(', ');
+    const values = candidates.map(() => '(?, ?)').join(', ');
     const quoted = sql.quoteTable(table);
     // One writer at a time holds the file: what NOT EXISTS reads is what the INSERT meets.
+    // No ORDER BY: the candidates are in random order already, and without one SQLite
+    // stops at the first free candidate instead of looking every one up, then sorting.
     return {
       sql:
         `INSERT INTO ${quoted} ("ownerPHID", "lockIndex", "lockKey") ` +
         `SELECT ?, c.column1, c.column2 FROM (VALUES ${values}) AS c ` +
         `WHERE NOT EXISTS (SELECT 1 FROM ${quoted} h WHERE h."lockIndex" = c.column1) ` +
-        `ORDER BY c.column3 LIMIT 1 RETURNING "lockKey" AS taken`,
+        `LIMIT 1 RETURNING "lockKey" AS taken`,
       params,
     };
   },

@@ -102,7 +102,7 @@ export interface SlotTry {
  * the caller's transaction): `acquireSlot`'s search only decides what to try next.
  */
 export interface SlotTries {
-  /** Takes the first of `candidates` (in their order) nobody holds; throws on contention it cannot get past. */
+  /** Takes one of `candidates` nobody holds (the first, where the engine keeps their order); throws on contention it cannot get past. */
   takeFirstFree(candidates: readonly RequestedLock[]): Promise<SlotTry>;
   /** The first slot nobody holds at or after `start`, wrapping round (a scan on the server); undefined when every slot is held. */
   freeSlotFrom(start: number): Promise<number | undefined>;

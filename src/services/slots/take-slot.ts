@@ -142,6 +142,8 @@ export async function takeSlot(
     if (wholeFamilyPerBatch || sampledBatches < SAMPLED_BATCHES) {
       lastTried = family.candidates(CANDIDATES_PER_ATTEMPT, random).map((slot) => family.lockOf(slot));
       result = await tries.takeFirstFree(lastTried);
+      // The lock map is that of the last batch: read with it, or again later if it lost a race.
+      knownHolders = result.lost === true ? undefined : result.holders;
     } else {
       const slot = await tries.freeSlotFrom(Math.floor(random() * family.limit));
       if (slot === undefined) throw await rejection('held');
@@ -151,7 +153,6 @@ export async function takeSlot(
     if (result.taken !== undefined) {
       return { slot: family.slotOf(result.taken.lockKey), lockKey: result.taken.lockKey, attempts };
     }
-    knownHolders = result.lost === true ? undefined : result.holders;
     if (result.lost === true || sampledBatches >= SAMPLED_BATCHES) {
       // A free slot went to someone else: try again, never report the family as held.
       lostRaces += 1;

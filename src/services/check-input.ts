@@ -38,25 +38,38 @@ export function checkOwner(ownerPHID: unknown, rules: TextRules, argumentName = 
   return ownerPHID;
 }
 
-/** Checks one lock key (SPEC 5). */
-export function checkLockKey(lockKey: unknown, rules: TextRules, argumentName: string): string {
+/**
+ * Checks one lock key (SPEC 5). `position`, for a key of a list, is added to the
+ * argument's name in a message (`lockKeys[3]`): only then, as a name built for every key
+ * of every call would cost more than the checks.
+ */
+export function checkLockKey(lockKey: unknown, rules: TextRules, argumentName: string, position?: number): string {
   if (typeof lockKey !== 'string') {
-    throw new TypeError(`${argumentName} must be a string, got ${describe(lockKey)}`);
+    throw new TypeError(`${nameOf(argumentName, position)} must be a string, got ${describe(lockKey)}`);
   }
-  checkText(lockKey, rules, argumentName);
+  if (!isStorableText(lockKey, rules)) checkText(lockKey, rules, nameOf(argumentName, position));
   // length counts UTF-16 units; a unit is at most 3 UTF-8 bytes, so short keys skip the count.
   if (lockKey.length * 3 > rules.maxKeyBytes) {
     const bytes = Buffer.byteLength(lockKey, 'utf8');
     if (bytes > rules.maxKeyBytes) {
       throw new RangeError(
-        `${argumentName} must be at most ${rules.maxKeyBytes} UTF-8 bytes (the service's maxKeyBytes option), got ${bytes}`,
+        `${nameOf(argumentName, position)} must be at most ${rules.maxKeyBytes} UTF-8 bytes (the service's maxKeyBytes option), got ${bytes}`,
       );
     }
   }
   return lockKey;
 }
 
-/** What owners and keys share: not empty, storable as written. */
+function nameOf(argumentName: string, position: number | undefined): string {
+  return position === undefined ? argumentName : `${argumentName}[${position}]`;
+}
+
+/** True when `text` passes {@link checkText}. */
+function isStorableText(text: string, rules: TextRules): boolean {
+  return text.length > 0 && text.isWellFormed() && (rules.nulAllowed || !text.includes('\0'));
+}
+
+/** What owners and keys share: not empty, storable as written. Throws the reason. */
 function checkText(text: string, rules: TextRules, argumentName: string): void {
   if (text.length === 0) throw new RangeError(`${argumentName} must not be empty`);
   if (!text.isWellFormed()) {
@@ -78,7 +91,7 @@ export function prepareLocks(lockKeys: unknown, rules: TextRules, argumentName =
   const byIndex = new Map<string, RequestedLock>();
   // An index loop, not forEach: forEach skips the holes of a sparse array ([, 'k']).
   for (let position = 0; position < keys.length; position += 1) {
-    const lockKey = checkLockKey(keys[position], rules, `${argumentName}[${position}]`);
+    const lockKey = checkLockKey(keys[position], rules, argumentName, position);
     const lockIndex = digestForIndex(lockKey);
     // Two keys with one digest (72 bits: vanishingly rare) need one row: the index is the lock.
     if (!byIndex.has(lockIndex)) byIndex.set(lockIndex, { lockKey, lockIndex });

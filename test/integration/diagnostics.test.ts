@@ -1,6 +1,7 @@
 import { subscribe, unsubscribe } from 'node:diagnostics_channel';
 import { DataSource, type DataSourceOptions } from 'typeorm';
 import { SLOT_LOCK_CHANNELS, SlotLockException, SlotLockService } from '../../src';
+import { freshDataSource } from '../support/database';
 import { ENGINES, freshEngineDataSource } from '../support/engines';
 
 describe.each(ENGINES)('observability on node:diagnostics_channel, on $name', (engine) => {
@@ -59,12 +60,10 @@ describe.each(ENGINES)('observability on node:diagnostics_channel, on $name', (e
   });
 });
 
-const MARIADB = ENGINES.find((engine) => engine.name === 'mariadb');
-(MARIADB === undefined ? describe.skip : describe)('acquireSlot retries on the retry channel, on mariadb', () => {
+describe('acquireSlot retries on the retry channel, on mariadb', () => {
   test('a lock-wait timeout retried by acquireSlot is published with operation "acquireSlot"', async () => {
-    const engine = MARIADB!;
     // A pool of one: the session setting below is the service's connection's.
-    const dataSource = await freshEngineDataSource(engine, 'diagnostics_slot_retry', { poolSize: 1 });
+    const dataSource = await freshDataSource('diagnostics_slot_retry', { poolSize: 1 });
     const rivalSource = new DataSource({ ...dataSource.options, poolSize: 1 } as DataSourceOptions);
     const retries: unknown[] = [];
     const onRetry = (message: unknown): void => {

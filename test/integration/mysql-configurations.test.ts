@@ -1,5 +1,6 @@
 import { DataSource, type DataSourceOptions } from 'typeorm';
 import { SlotLockException, SlotLockService } from '../../src';
+import { dialectFor } from '../../src/dialects';
 import { freshDataSource, setGlobals } from '../support/database';
 
 /**
@@ -29,6 +30,49 @@ function hex(text: string): string {
 async function expectStored(dataSource: DataSource, rows: Array<[owner: string, key: string]>): Promise<void> {
   const stored = (await storedHex(dataSource)).map((row) => [row.owner, row.key]).sort();
   expect(stored).toEqual(rows.map(([owner, key]) => [hex(owner), hex(key)]).sort());
+}
+
+/** A family name with quotes, a backslash, a LIKE wildcard and characters outside latin1. */
+const SLOT_NAME = "it's\\_fam%★ą";
+
+/**
+ * acquireSlot where the server decides: the dialect's scan from two starts (one wrapping
+ * round), then the call itself on both paths, then a full family (three held batches,
+ * then the scan finding none).
+ */
+async function expectSlotScanWorks(dataSource: DataSource, service: SlotLockService): Promise<void> {
+  const limit = 50;
+  await service.acquireLocks(
+    OTHER,
+    Array.from({ length: limit }, (_, slot) => slot)
+      .filter((slot) => slot !== 37 && slot !== 38)
+      .map((slot) => `${SLOT_NAME}.slot(${slot})`),
+  );
+  const dialect = dialectFor(dataSource);
+  for (const [start, expected] of [
+    [0, 37],
+    [38, 38],
+    [40, 37],
+  ] as const) {
+    const { sql, params } = dialect.selectFirstFreeSlot('drydock_slotlock', `${SLOT_NAME}.slot(`, limit, start);
+    const [row] = (await dataSource.query(sql, [...params])) as Array<{ free: unknown }>;
+    expect(Number(row!.free)).toBe(expected);
+  }
+  const first = await service.acquireSlot(OWNER, SLOT_NAME, limit);
+  const second = await dataSource.transaction((manager) => service.acquireSlot(OWNER, SLOT_NAME, limit, { manager }));
+  expect([first.slot, second.slot].sort()).toEqual([37, 38]);
+  await expectStoredKeysInclude(dataSource, [first.lockKey, second.lockKey]);
+  const full = (await service
+    .acquireSlot('PHID-DRYL-late', SLOT_NAME, limit)
+    .catch((e: unknown) => e)) as SlotLockException;
+  expect(full).toBeInstanceOf(SlotLockException);
+  expect(full.failure).toBe('held');
+  for (const key of Object.keys(full.getLockMap())) expect(key.startsWith(`${SLOT_NAME}.slot(`)).toBe(true);
+}
+
+async function expectStoredKeysInclude(dataSource: DataSource, keys: string[]): Promise<void> {
+  const stored = (await storedHex(dataSource)).map((row) => row.key);
+  for (const key of keys) expect(stored).toContain(hex(key));
 }
 
 /** Runs the same checks through the service's own path and through a caller's transaction. */
@@ -63,6 +107,10 @@ describe.each([
     await restore?.();
   });
   beforeEach(() => dataSource.query('DELETE FROM drydock_slotlock'));
+
+  test('acquireSlot of a family with quotes, a backslash and wildcards in its name: the server’s scan, both paths', async () => {
+    await expectSlotScanWorks(dataSource, service);
+  });
 
   test('every connection of the DataSource runs in that sql_mode', async () => {
     const [row] = (await dataSource.query('SELECT @@SESSION.sql_mode AS mode')) as Array<{ mode: string }>;
@@ -119,6 +167,10 @@ describe.each([
   });
   afterAll(() => dataSource?.destroy());
   beforeEach(() => dataSource.query('DELETE FROM drydock_slotlock'));
+
+  test('acquireSlot of a family whose name holds characters outside the charset: the server’s scan, both paths', async () => {
+    await expectSlotScanWorks(dataSource, service);
+  });
 
   test('the connection really uses that charset', async () => {
     const [row] = (await dataSource.query('SELECT @@character_set_client AS c')) as Array<{ c: string }>;

@@ -121,6 +121,26 @@ describe.each(ENGINES)('SPEC 4.10 several calls in flight on one transaction, on
     const rows = await lockRows(dataSource);
     expect(rows.map((row) => row.lockKey).sort()).toEqual(taken.map((slot) => slot.lockKey).sort());
   });
+
+  test('in a large family with three free slots (the server’s scan), calls in flight take exactly those', async () => {
+    const free = [17, 640, 1199];
+    await service.acquireLocks(
+      OTHER,
+      Array.from({ length: 1200 }, (_, slot) => slot)
+        .filter((slot) => !free.includes(slot))
+        .map((slot) => `large.slot(${slot})`),
+    );
+    const taken = await dataSource.transaction((manager) =>
+      Promise.all(['s1', 's2', 's3'].map((owner) => service.acquireSlot(owner, 'large', 1200, { manager }))),
+    );
+    expect(taken.map((slot) => slot.slot).sort((a, b) => a - b)).toEqual(free);
+    const full = (await dataSource
+      .transaction((manager) => service.acquireSlot('s4', 'large', 1200, { manager }))
+      .catch((e: unknown) => e)) as SlotLockException;
+    expect(full).toBeInstanceOf(SlotLockException);
+    expect(full.failure).toBe('held');
+    expect(Object.keys(full.getLockMap()).length).toBeLessThanOrEqual(32);
+  });
 });
 
 for (const engine of ENGINES.filter((candidate) => candidate.name === 'mariadb')) {
@@ -212,6 +232,32 @@ for (const engine of SERVER_ENGINES)
         expect(error).toBeInstanceOf(SlotLockException);
         expect((error as SlotLockException).failure).toBe('held');
         expect((error as SlotLockException).getLockMap()).toEqual({ 'tiny.slot(0)': 'one' });
+      } finally {
+        await dataSource.destroy();
+      }
+    });
+
+    test('a pool of one connection: a large full family is decided by the server’s scan, on that connection', async () => {
+      const dataSource = await pooled(1);
+      const service = new SlotLockService(dataSource);
+      try {
+        await service.acquireLocks(
+          'holder',
+          Array.from({ length: 100 }, (_, slot) => `full.slot(${slot})`),
+        );
+        const error = await within(
+          10_000,
+          dataSource
+            .transaction((manager) => service.acquireSlot('late', 'full', 100, { manager }))
+            .catch((e: unknown) => e),
+          'acquireSlot of a full family on a pool of one',
+        );
+        expect(error).toBeInstanceOf(SlotLockException);
+        expect((error as SlotLockException).failure).toBe('held');
+        const lockMap = (error as SlotLockException).getLockMap();
+        expect(Object.keys(lockMap).length).toBeGreaterThan(0);
+        expect(Object.keys(lockMap).length).toBeLessThanOrEqual(32);
+        expect(new Set(Object.values(lockMap))).toEqual(new Set(['holder']));
       } finally {
         await dataSource.destroy();
       }

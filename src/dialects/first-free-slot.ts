@@ -30,8 +30,8 @@ export function firstFreeSlotSql(
     `openings AS (SELECT free FROM gaps, p WHERE (next IS NULL OR next > free) AND free < p.lim) ` +
     `SELECT CASE ` +
     `WHEN NOT EXISTS (SELECT 1 FROM bounded, p WHERE n = p.s) THEN (SELECT s FROM p) ` +
-    `WHEN EXISTS (SELECT 1 FROM openings, p WHERE free > p.s) THEN (SELECT MIN(free) FROM openings, p WHERE free > p.s) ` +
-    `WHEN NOT EXISTS (SELECT 1 FROM bounded WHERE n = 0) THEN 0 ` +
-    `ELSE (SELECT MIN(free) FROM openings) END AS free`
+    `ELSE COALESCE((SELECT MIN(free) FROM openings, p WHERE free > p.s), ` +
+    `CASE WHEN NOT EXISTS (SELECT 1 FROM bounded WHERE n = 0) THEN 0 ELSE (SELECT MIN(free) FROM openings) END) ` +
+    `END AS free`
   );
 }

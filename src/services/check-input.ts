@@ -28,7 +28,8 @@ export function checkOwner(ownerPHID: unknown, rules: TextRules, argumentName = 
   if (typeof ownerPHID !== 'string') {
     throw new TypeError(`${argumentName} must be a string, got ${describe(ownerPHID)}`);
   }
-  checkText(ownerPHID, rules, argumentName);
+  const problem = storageProblem(ownerPHID, rules);
+  if (problem !== undefined) throw new RangeError(`${argumentName} ${problem}`);
   const bytes = Buffer.byteLength(ownerPHID, 'utf8');
   if (bytes > MAX_OWNER_BYTES) {
     throw new RangeError(
@@ -47,7 +48,8 @@ export function checkLockKey(lockKey: unknown, rules: TextRules, argumentName: s
   if (typeof lockKey !== 'string') {
     throw new TypeError(`${nameOf(argumentName, position)} must be a string, got ${describe(lockKey)}`);
   }
-  if (!isStorableText(lockKey, rules)) checkText(lockKey, rules, nameOf(argumentName, position));
+  const problem = storageProblem(lockKey, rules);
+  if (problem !== undefined) throw new RangeError(`${nameOf(argumentName, position)} ${problem}`);
   // length counts UTF-16 units; a unit is at most 3 UTF-8 bytes, so short keys skip the count.
   if (lockKey.length * 3 > rules.maxKeyBytes) {
     const bytes = Buffer.byteLength(lockKey, 'utf8');
@@ -64,22 +66,14 @@ function nameOf(argumentName: string, position: number | undefined): string {
   return position === undefined ? argumentName : `${argumentName}[${position}]`;
 }
 
-/** True when `text` passes {@link checkText}. */
-function isStorableText(text: string, rules: TextRules): boolean {
-  return text.length > 0 && text.isWellFormed() && (rules.nulAllowed || !text.includes('\0'));
-}
-
-/** What owners and keys share: not empty, storable as written. Throws the reason. */
-function checkText(text: string, rules: TextRules, argumentName: string): void {
-  if (text.length === 0) throw new RangeError(`${argumentName} must not be empty`);
-  if (!text.isWellFormed()) {
-    throw new RangeError(`${argumentName} must not contain a lone UTF-16 surrogate (it cannot be stored as written)`);
-  }
+/** What owners and keys share: not empty, storable as written. Why `text` is not, or undefined. */
+function storageProblem(text: string, rules: TextRules): string | undefined {
+  if (text.length === 0) return 'must not be empty';
+  if (!text.isWellFormed()) return 'must not contain a lone UTF-16 surrogate (it cannot be stored as written)';
   if (!rules.nulAllowed && text.includes('\0')) {
-    throw new RangeError(
-      `${argumentName} must not contain a NUL character (U+0000): this database cannot store it as written`,
-    );
+    return 'must not contain a NUL character (U+0000): this database cannot store it as written';
   }
+  return undefined;
 }
 
 /**

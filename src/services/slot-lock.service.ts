@@ -287,7 +287,7 @@ export class SlotLockService {
       // The keys of a slot rejection: those its lock map names (the last batch tried).
       throw reportConflict(
         owner,
-        failure instanceof SlotLockException ? Object.keys(failure.getLockMap()) : [],
+        () => (failure instanceof SlotLockException ? Object.keys(failure.getLockMap()) : []),
         failure,
       );
     }
@@ -451,16 +451,17 @@ export class SlotLockService {
   }
 }
 
-/** Publishes a SlotLockException on the conflict channel, and hands back what was thrown. */
-function lockKeysOf(locks: readonly RequestedLock[]): string[] {
-  return locks.map((lock) => lock.lockKey);
+/** The keys of `locks`, for an event (computed only when someone listens). */
+function lockKeysOf(locks: readonly RequestedLock[]): () => string[] {
+  return () => locks.map((lock) => lock.lockKey);
 }
 
-function reportConflict(owner: string, lockKeys: readonly string[], error: unknown): unknown {
+/** Publishes a SlotLockException on the conflict channel, and hands back what was thrown. */
+function reportConflict(owner: string, lockKeys: () => readonly string[], error: unknown): unknown {
   if (error instanceof SlotLockException) {
     publish.conflict(() => ({
       ownerPHID: owner,
-      lockKeys,
+      lockKeys: lockKeys(),
       failure: error.failure,
       lockMap: error.getLockMap(),
     }));

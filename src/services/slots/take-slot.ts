@@ -14,7 +14,7 @@ export const CANDIDATES_PER_ATTEMPT = 32;
  * Statements of one first-free try before giving up on its batch, when each saw a free
  * candidate but lost it to a concurrent insert (PostgreSQL; SQLite has one writer).
  */
-export const FIRST_FREE_RACES = 3;
+const FIRST_FREE_RACES = 3;
 
 /** Random batches tried before the server is asked for a free slot (a scan). */
 const SAMPLED_BATCHES = 3;
@@ -165,6 +165,25 @@ export async function takeSlot(
   }
 }
 
+/**
+ * A try with the dialect's first-free statement (`send` runs it as the way of owning
+ * the transaction runs statements): sent again while it saw a free candidate but lost
+ * it to a concurrent insert, at most {@link FIRST_FREE_RACES} times.
+ */
+export async function tryFirstFreeStatement(
+  candidates: readonly RequestedLock[],
+  send: () => Promise<unknown>,
+): Promise<SlotTry> {
+  for (let statements = 1; ; statements += 1) {
+    const row = firstRowOf(await send());
+    const taken = takenCandidate(candidates, row);
+    if (taken !== undefined) return { taken, statements };
+    // Nothing free, or a free one lost to a concurrent insert too often: the batch is done.
+    const lost = Number(row?.free) > 0;
+    if (!lost || statements >= FIRST_FREE_RACES) return { statements, lost };
+  }
+}
+
 /** The row a first-free or free-slot statement answered with. */
 export interface SlotAnswer {
   readonly taken?: unknown;
@@ -176,10 +195,7 @@ export function firstRowOf(rows: unknown): SlotAnswer | undefined {
 }
 
 /** The candidate whose key a first-free statement returned as taken (as text, or as bytes on MySQL). */
-export function takenCandidate(
-  candidates: readonly RequestedLock[],
-  row: SlotAnswer | undefined,
-): RequestedLock | undefined {
+function takenCandidate(candidates: readonly RequestedLock[], row: SlotAnswer | undefined): RequestedLock | undefined {
   const taken = row?.taken;
   if (taken === null || taken === undefined) return undefined;
   const key = Buffer.isBuffer(taken) ? taken.toString('utf8') : String(taken);

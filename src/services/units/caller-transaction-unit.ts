@@ -5,14 +5,7 @@ import { SlotLockException, type SlotLockFailure } from '../../errors/slot-lock.
 import type { RequestedLock } from '../check-input';
 import type { LockTable } from '../lock-table';
 import { serializePerConnection } from '../serialize-per-connection';
-import {
-  FIRST_FREE_RACES,
-  firstRowOf,
-  freeSlotOf,
-  takenCandidate,
-  type SlotFamily,
-  type SlotTries,
-} from '../slots/take-slot';
+import { firstRowOf, freeSlotOf, tryFirstFreeStatement, type SlotFamily, type SlotTries } from '../slots/take-slot';
 import { insertAll } from './insert-all';
 
 /**
@@ -260,15 +253,9 @@ export function callerSlotTries(
     async takeFirstFree(candidates) {
       const statement = table.dialect.insertFirstFree?.(table.name, owner, candidates);
       if (statement !== undefined) {
-        for (let statements = 1; ; statements += 1) {
-          const row = firstRowOf(
-            await guarded(table, runner, () => queryThroughTypeorm(runner, statement.sql, [...statement.params])),
-          );
-          const taken = takenCandidate(candidates, row);
-          if (taken !== undefined) return { taken, statements };
-          const lost = Number(row?.free) > 0;
-          if (!lost || statements >= FIRST_FREE_RACES) return { statements, lost };
-        }
+        return tryFirstFreeStatement(candidates, () =>
+          guarded(table, runner, () => queryThroughTypeorm(runner, statement.sql, [...statement.params])),
+        );
       }
       const held = await table.loadHeld(candidates, runner);
       const heldIndexes = new Set(held.map((lock) => lock.lockIndex));

@@ -5,14 +5,7 @@ import { SlotLockException } from '../../errors/slot-lock.exception';
 import type { RequestedLock } from '../check-input';
 import { retryOnContention } from '../retry-on-contention';
 import type { RetryOptions } from '../slot-lock.options';
-import {
-  FIRST_FREE_RACES,
-  firstRowOf,
-  freeSlotOf,
-  takenCandidate,
-  type SlotFamily,
-  type SlotTries,
-} from '../slots/take-slot';
+import { firstRowOf, freeSlotOf, tryFirstFreeStatement, type SlotFamily, type SlotTries } from '../slots/take-slot';
 import type { InsertPlan, LockTable } from '../lock-table';
 import { insertAll } from './insert-all';
 import { rollbackQuietly, type ServiceConnection } from './service-connection';
@@ -183,16 +176,9 @@ export function serviceSlotTries(context: ServiceSlotContext): SlotTries {
     async takeFirstFree(candidates) {
       const statement = table.dialect.insertFirstFree?.(table.name, owner, candidates);
       if (statement !== undefined) {
-        for (let statements = 1; ; statements += 1) {
-          const row = firstRowOf(
-            await retried((dataSource) => queryThroughTypeorm(dataSource, statement.sql, [...statement.params])),
-          );
-          const taken = takenCandidate(candidates, row);
-          if (taken !== undefined) return { taken, statements };
-          // Nothing free, or a free one lost to a concurrent insert too often: the batch is done.
-          const lost = Number(row?.free) > 0;
-          if (!lost || statements >= FIRST_FREE_RACES) return { statements, lost };
-        }
+        return tryFirstFreeStatement(candidates, () =>
+          retried((dataSource) => queryThroughTypeorm(dataSource, statement.sql, [...statement.params])),
+        );
       }
       const held = await retried((dataSource) => table.loadHeld(candidates, dataSource));
       const heldIndexes = new Set(held.map((lock) => lock.lockIndex));

@@ -111,3 +111,22 @@ export async function postgresTransactionStatus(runner: QueryRunner): Promise<'I
   const status = client.getTransactionStatus();
   return status === 'I' || status === 'T' || status === 'E' ? status : undefined;
 }
+
+/** A `pg` client of its own for a PostgreSQL DataSource, configured as its pool's clients are; not connected yet. */
+export interface PostgresListeningClient {
+  connect(): Promise<void>;
+  query(sql: string): Promise<unknown>;
+  end(): Promise<void>;
+  on(event: 'notification', listener: (message: { channel: string }) => void): void;
+  on(event: 'error' | 'end', listener: (error?: Error) => void): void;
+  /** pg's connection, whose socket is unref'd so that listening never keeps the process alive. */
+  readonly connection?: { readonly stream?: { unref?: () => void } };
+}
+
+export function newPostgresClient(dataSource: DataSource): PostgresListeningClient {
+  const driver = dataSource.driver as unknown as {
+    postgres: { Client: new (options: unknown) => PostgresListeningClient };
+    master: { options: unknown };
+  };
+  return new driver.postgres.Client(driver.master.options);
+}

@@ -2,7 +2,7 @@ import { homedir } from 'node:os';
 import * as path from 'node:path';
 import type { DataSourceOptions } from 'typeorm';
 import { slotLockEntity } from '../entities/slot-lock-entity';
-import { slotLockMigrations } from '../migrations';
+import { slotLockMigrations, slotLockSessionMigrations } from '../migrations';
 
 /** The MariaDB database `ormconfig.ts` uses when `SLOTLOCK_DATABASE_URL` is not set. */
 export const DEFAULT_DATABASE_URL = 'mysql://root@127.0.0.1:3306/slotlock';
@@ -227,7 +227,7 @@ export function dataSourceOptionsFromUrl(url: string): DataSourceOptions {
       enableWAL: true,
       timeout: SQLITE_BUSY_TIMEOUT_MS,
       entities: [slotLockEntity('better-sqlite3')],
-      migrations: [...slotLockMigrations],
+      migrations: [...slotLockMigrations, ...slotLockSessionMigrations],
       synchronize: false,
     };
   }
@@ -235,7 +235,7 @@ export function dataSourceOptionsFromUrl(url: string): DataSourceOptions {
   return {
     ...serverConnectionOptions(server, server.database),
     entities: [slotLockEntity(server.type)],
-    migrations: [...slotLockMigrations],
+    migrations: [...slotLockMigrations, ...slotLockSessionMigrations],
     synchronize: false,
   } as DataSourceOptions;
 }

@@ -1,5 +1,7 @@
 import type { DataSource, QueryRunner } from 'typeorm';
 import type { AutocommitQuery } from './direct-query';
+import type { SessionSql } from './session-sql';
+import type { ReleaseWakeups } from '../waiting/wait-for-locks';
 
 /**
  * How a driver error bears on a lock: `conflict` (a lock is held), `contention`
@@ -119,4 +121,11 @@ export interface SlotLockDialect {
    * as the runner would; used while `canSkipQueryRunner` holds for the DataSource.
    */
   readonly autocommitQuery: AutocommitQuery;
+  /** The session table's DDL and statements (SPEC 9). */
+  readonly sessions: SessionSql;
+  /**
+   * What wakes a DataSource's waiters when a lock is released, where the engine can tell
+   * (PostgreSQL `LISTEN`/`NOTIFY`); undefined where waiters only poll (SPEC 10).
+   */
+  readonly releaseWakeups?: (dataSource: DataSource) => ReleaseWakeups;
 }

@@ -1,5 +1,6 @@
 import type { EntityManager } from 'typeorm';
 import { PHORGE_TABLE_NAME } from '../dialects/mysql';
+import { DEFAULT_WAIT, type WaitOptions } from '../waiting/wait-for-locks';
 
 /**
  * How contention (deadlocks, lock-wait timeouts, Galera certification failures) is
@@ -31,6 +32,8 @@ export interface SlotLockServiceOptions {
   readonly maxKeyBytes?: number;
   /** Contention retries; any field may be overridden per call. Defaults: {@link DEFAULT_RETRY}. */
   readonly retry?: Partial<RetryOptions>;
+  /** How calls with `waitMs` poll for held locks. Defaults: {@link DEFAULT_WAIT}. */
+  readonly wait?: Partial<WaitOptions>;
 }
 
 /** Per-call options of the acquiring and releasing methods. */
@@ -43,6 +46,53 @@ export interface SlotLockCallOptions {
   readonly manager?: EntityManager;
   /** Overrides the service's retry settings for this call. */
   readonly retry?: Partial<RetryOptions>;
+  /**
+   * How long to keep trying while a lock is held, in milliseconds (SPEC 10): the call
+   * resolves as soon as the holders release, and rejects with the SlotLockException only
+   * once `waitMs` has passed. `Infinity` waits until `signal` aborts. Not with `manager`:
+   * waiting inside your transaction would keep what it holds from others. Default `0`.
+   */
+  readonly waitMs?: number;
+  /**
+   * Cancels the call: it rejects with the signal's reason (an `AbortError` by default) at
+   * once while waiting, or when the statement in flight returns, and holds nothing of the
+   * call afterwards. With `manager`, only checked before the call starts.
+   */
+  readonly signal?: AbortSignal;
+}
+
+/** Options of {@link SlotLockService.openSession}. */
+export interface OpenSessionOptions {
+  /**
+   * How long the session lives without a heartbeat, in milliseconds (at least
+   * {@link MIN_SESSION_TTL_MS}). It renews itself every third of it. Default `30000`.
+   */
+  readonly ttlMs?: number;
+  /** The session's owner. Default: a new `PHID-SESS-…` of 20 random characters. */
+  readonly ownerPHID?: string;
+}
+
+/** Default TTL of a session, in milliseconds. */
+export const DEFAULT_SESSION_TTL_MS = 30_000;
+
+/** Shortest TTL of a session, in milliseconds: a heartbeat every third of it must be able to reach the database. */
+export const MIN_SESSION_TTL_MS = 300;
+
+/** Longest TTL of a session, in milliseconds (what a Node timer can wait). */
+export const MAX_SESSION_TTL_MS = 2_147_483_647;
+
+/** Checks a session's TTL, naming the argument. */
+export function checkSessionTtl(ttlMs: unknown, argumentName: string): number {
+  if (
+    !Number.isSafeInteger(ttlMs) ||
+    (ttlMs as number) < MIN_SESSION_TTL_MS ||
+    (ttlMs as number) > MAX_SESSION_TTL_MS
+  ) {
+    throw new RangeError(
+      `${argumentName} must be an integer number of milliseconds from ${MIN_SESSION_TTL_MS} to ${MAX_SESSION_TTL_MS}, got ${String(ttlMs)}`,
+    );
+  }
+  return ttlMs as number;
 }
 
 /** Default retry settings (frozen). */
@@ -57,6 +107,7 @@ export const DEFAULT_SLOT_LOCK_OPTIONS = Object.freeze({
   tableName: PHORGE_TABLE_NAME,
   maxKeyBytes: 65535,
   retry: DEFAULT_RETRY,
+  wait: DEFAULT_WAIT,
 });
 
 /** Options with every default filled in. */
@@ -64,6 +115,7 @@ export interface ResolvedSlotLockOptions {
   readonly tableName: string;
   readonly maxKeyBytes: number;
   readonly retry: Readonly<RetryOptions>;
+  readonly wait: Readonly<WaitOptions>;
 }
 
 /** Fills in defaults and checks every field, naming the one that is wrong. */
@@ -85,6 +137,7 @@ export function resolveSlotLockOptions(options: SlotLockServiceOptions = {}): Re
     tableName,
     maxKeyBytes,
     retry: resolveRetry(DEFAULT_RETRY, options.retry, 'options.retry'),
+    wait: resolveWait(options.wait),
   });
 }
 
@@ -110,6 +163,47 @@ export function resolveRetry(
     }
   }
   return Object.freeze(retry);
+}
+
+function resolveWait(overrides: Partial<WaitOptions> | undefined): Readonly<WaitOptions> {
+  if (overrides === undefined) return DEFAULT_WAIT;
+  if (typeof overrides !== 'object' || overrides === null) throw new TypeError('options.wait must be an object');
+  const wait = { ...DEFAULT_WAIT, ...stripUndefined(overrides) };
+  for (const field of ['baseDelayMs', 'maxDelayMs'] as const) {
+    if (typeof wait[field] !== 'number' || !Number.isFinite(wait[field]) || wait[field] < 1) {
+      throw new RangeError(`options.wait.${field} must be a finite number of at least 1, got ${String(wait[field])}`);
+    }
+  }
+  return Object.freeze(wait);
+}
+
+/**
+ * The wait of one call (SPEC 10), checked before any query: `waitMs` and `signal` as the
+ * caller gave them. Rejects with the signal's reason when it has aborted already.
+ */
+export function checkWait(
+  options: SlotLockCallOptions,
+  withManager: boolean,
+): { waitMs: number; signal: AbortSignal | undefined } {
+  const { waitMs = 0, signal } = options;
+  if (typeof waitMs !== 'number' || Number.isNaN(waitMs) || waitMs < 0) {
+    throw new RangeError(
+      `options.waitMs must be a number of milliseconds of at least 0 (Infinity waits until options.signal aborts), got ${String(waitMs)}`,
+    );
+  }
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw new TypeError(
+      'options.signal must be an AbortSignal (new AbortController().signal, AbortSignal.timeout(ms))',
+    );
+  }
+  if (withManager && waitMs > 0) {
+    throw new TypeError(
+      'options.waitMs cannot be used with options.manager: a wait inside your transaction would keep what it holds ' +
+        'from the holders it waits for; wait before the transaction, or use commitWithLocks with waitMs',
+    );
+  }
+  signal?.throwIfAborted();
+  return { waitMs, signal };
 }
 
 function stripUndefined<T extends object>(value: T): Partial<T> {

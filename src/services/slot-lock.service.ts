@@ -9,17 +9,25 @@ import { checkLimit, checkLockKey, checkOwner, prepareLocks, type RequestedLock,
 import { LockTable } from './lock-table';
 import { ContentionExhausted, retryOnContention } from './retry-on-contention';
 import {
+  checkSessionTtl,
+  checkWait,
+  DEFAULT_SESSION_TTL_MS,
   resolveRetry,
   resolveSlotLockOptions,
+  type OpenSessionOptions,
   type ResolvedSlotLockOptions,
   type RetryOptions,
   type SlotLockCallOptions,
   type SlotLockServiceOptions,
 } from './slot-lock.options';
+import { newSessionOwner, Sessions, type ReapedSessions } from '../sessions/sessions';
+import type { SlotLockSession } from '../sessions/slot-lock-session';
+import { waitForLocks, type ReleaseWakeups, type WaitPlan } from '../waiting/wait-for-locks';
 import {
   acquireInCallerTransaction,
   callerRunnerOf,
   callerSlotTries,
+  guarded,
   inCallerTransaction,
   releaseInCallerTransaction,
   transactionGone,
@@ -33,6 +41,9 @@ import {
   serviceSlotTries,
 } from './units/service-transaction-unit';
 
+/** Rounds of reaping expired holders and trying again within one try of a call. */
+const REAP_ROUNDS = 3;
+
 /** Options of {@link SlotLockService.commitWithLocks}. */
 export interface CommitWithLocksOptions {
   /**
@@ -43,6 +54,38 @@ export interface CommitWithLocksOptions {
   readonly onConflict?: (exception: SlotLockException) => unknown;
   /** Overrides the service's retry settings for this call. */
   readonly retry?: Partial<RetryOptions>;
+  /**
+   * How long to keep trying while a lock is held, in milliseconds (SPEC 10); `work` runs
+   * only once the locks are taken. Default `0`.
+   */
+  readonly waitMs?: number;
+  /**
+   * Cancels the call: while waiting it rejects at once; an abort before the unit's COMMIT
+   * rolls the unit back. Once committed, the unit's result stands.
+   */
+  readonly signal?: AbortSignal;
+}
+
+/** Options of {@link SlotLockService.withLocks}. */
+export interface WithLocksOptions {
+  /**
+   * Holds the locks under a session of this TTL, in milliseconds (SPEC 9): should the
+   * process die, they are free within the TTL; should the session be lost, `fn`'s
+   * `signal` aborts. Default: no session (the locks last until released).
+   */
+  readonly ttlMs?: number;
+  /** How long to wait for held locks, in milliseconds (SPEC 10). Default `0`. */
+  readonly waitMs?: number;
+  /** Cancels the wait, and is passed on to `fn` (combined with the session's). */
+  readonly signal?: AbortSignal;
+  /** Overrides the service's retry settings for this call. */
+  readonly retry?: Partial<RetryOptions>;
+}
+
+/** What {@link SlotLockService.withLocks} gives `fn`. */
+export interface WithLocksContext {
+  /** Aborts when `fn` must stop: the session was lost, or the caller's signal aborted. */
+  readonly signal: AbortSignal;
 }
 
 /**
@@ -68,6 +111,9 @@ export class SlotLockService {
   readonly #rules: TextRules;
   readonly #table: LockTable;
   readonly #connection: ServiceConnection;
+  readonly #sessions: Sessions;
+  /** What wakes waiters on a release, where the engine can (PostgreSQL). */
+  readonly #wakeups: ReleaseWakeups | undefined;
 
   /**
    * @param dataSource - a TypeORM data source of type `mysql`, `mariadb`, `postgres` or `better-sqlite3`
@@ -83,13 +129,15 @@ export class SlotLockService {
     this.#rules = Object.freeze({ maxKeyBytes: this.#options.maxKeyBytes, nulAllowed: dialect.storesNul });
     this.#table = new LockTable(dialect, dialect.tableOf(dataSource, this.#options.tableName));
     this.#connection = new ServiceConnection(dataSource, dialect);
+    this.#sessions = new Sessions(this.#table, this.#connection, this.#options.retry);
+    this.#wakeups = dialect.releaseWakeups?.(dataSource);
   }
 
   /**
-   * Closes the connection the service opened of its own (on SQLite, its own connection to
-   * the database file); the next call opens a new one. Call it when the app shuts down,
-   * before `dataSource.destroy()`. On MySQL and PostgreSQL the service opens nothing of
-   * its own, and this resolves at once.
+   * Closes the sessions this service opened (releasing their locks) and the connection
+   * the service opened of its own (on SQLite, its own connection to the database file);
+   * the next call opens a new one. Call it when the app shuts down, before
+   * `dataSource.destroy()`.
    *
    * @example
    * ```ts
@@ -97,8 +145,59 @@ export class SlotLockService {
    * await dataSource.destroy();
    * ```
    */
-  close(): Promise<void> {
-    return this.#connection.close();
+  async close(): Promise<void> {
+    await this.#sessions.closeAll();
+    await this.#connection.close();
+  }
+
+  /**
+   * Opens a session (SPEC 9): an owner whose locks are freed when it stops renewing them.
+   * Its row goes into the session table (`slotLockSessionMigrations`); while the process
+   * lives it renews itself every third of `ttlMs`. Take locks with its `ownerPHID`;
+   * `close()` releases them. If the process dies, any acquisition that meets its locks
+   * after `ttlMs` (and a margin of at most a third of it) frees them; if the session is
+   * lost while the process lives, its `signal` aborts and the service refuses it every
+   * further lock with a {@link SlotLockSessionLostError}.
+   *
+   * @example
+   * ```ts
+   * const session = await slotLocks.openSession({ ttlMs: 10_000 });
+   * try {
+   *   await slotLocks.acquireLocks(session.ownerPHID, ['host(7)'], { waitMs: 5_000 });
+   *   await build(session.signal);
+   * } finally {
+   *   await session.close();
+   * }
+   * ```
+   */
+  openSession(options: OpenSessionOptions = {}): Promise<SlotLockSession> {
+    let owner: string;
+    let ttlMs: number;
+    try {
+      if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
+      ttlMs = checkSessionTtl(options.ttlMs ?? DEFAULT_SESSION_TTL_MS, 'options.ttlMs');
+      owner =
+        options.ownerPHID === undefined
+          ? newSessionOwner()
+          : checkOwner(options.ownerPHID, this.#rules, 'options.ownerPHID');
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.#sessions.open(owner, ttlMs);
+  }
+
+  /**
+   * Deletes every expired session and the locks it held (SPEC 9); resolves to how many of
+   * each. Not needed for correctness (an acquisition that meets a dead session's locks
+   * reaps it), but keeps `loadHeldLocks` and `slotlock locks` free of the dead.
+   *
+   * @example
+   * ```ts
+   * const { sessions, locks } = await slotLocks.reapExpiredSessions();
+   * ```
+   */
+  reapExpiredSessions(): Promise<ReapedSessions> {
+    return this.#sessions.reapAll();
   }
 
   /** The settings in force, defaults filled in. */
@@ -131,19 +230,22 @@ export class SlotLockService {
     let locks: RequestedLock[];
     let retry: Readonly<RetryOptions>;
     let callerRunner: QueryRunner | undefined;
+    let wait: WaitPlan | undefined;
     try {
       owner = checkOwner(ownerPHID, this.#rules);
       locks = prepareLocks(lockKeys, this.#rules);
       retry = this.#retryFor(options);
       callerRunner = this.#callerRunnerOf(options);
+      wait = this.#waitPlanFor(options, callerRunner !== undefined);
     } catch (error) {
       return Promise.reject(error);
     }
     if (locks.length === 0) return Promise.resolve();
+    const session = this.#sessions.of(owner);
+    const once = (): Promise<void> => this.#acquireOnce(owner, locks, retry, callerRunner, session);
+    const reaping = (): Promise<void> => this.#reapingHolders(once, callerRunner);
     const acquiring =
-      callerRunner !== undefined
-        ? acquireInCallerTransaction(this.#table, callerRunner, owner, locks, this.#readLockMap)
-        : this.#acquireWithRetry(owner, locks, retry);
+      wait === undefined ? reaping() : waitForLocks(reaping, wait, () => this.#giveBack(owner, locks, retry));
     return acquiring.then(
       () =>
         publish.acquired(() => ({
@@ -259,36 +361,21 @@ export class SlotLockService {
     checkLockKey(family.keyOf(limit - 1), this.#rules, 'name (with its ".slot(N)" suffix)');
     const retry = this.#retryFor(options);
     const callerRunner = callerRunnerOf(options.manager, this.#connection.dataSources());
-
+    const wait = this.#waitPlanFor(options, callerRunner !== undefined);
+    const session = this.#sessions.of(owner);
+    const once = (): Promise<AcquiredSlot> => this.#slotOnce(owner, family, retry, callerRunner, session);
+    const reaping = (): Promise<AcquiredSlot> => this.#reapingHolders(once, callerRunner);
     let taken: AcquiredSlot;
     try {
-      taken =
-        callerRunner !== undefined
-          ? await inCallerTransaction(this.#table, callerRunner, transactionGone, () =>
-              takeSlot(family, callerSlotTries(this.#table, callerRunner, owner, family, this.#readLockMap)),
-            )
-          : await takeSlot(
-              family,
-              serviceSlotTries({
-                table: this.#table,
-                connection: this.#connection,
-                owner,
-                family,
-                retry,
-                readLockMap: this.#readLockMap,
-                onRetry: reportRetry(owner, 'acquireSlot'),
-              }),
-            );
+      taken = await (wait === undefined
+        ? reaping()
+        : waitForLocks(reaping, wait, (slot) => this.#giveBack(owner, [family.lockOf(slot.slot)], retry)));
     } catch (error) {
-      const failure =
-        error instanceof ContentionExhausted
-          ? new SlotLockException({ failure: 'contention', lockMap: {}, attempts: error.attempts, cause: error.error })
-          : error;
       // The keys of a slot rejection: those its lock map names (the last batch tried).
       throw reportConflict(
         owner,
-        () => (failure instanceof SlotLockException ? Object.keys(failure.getLockMap()) : []),
-        failure,
+        () => (error instanceof SlotLockException ? Object.keys(error.getLockMap()) : []),
+        error,
       );
     }
     publish.acquired(() => ({
@@ -329,33 +416,21 @@ export class SlotLockService {
       throw new TypeError('options.onConflict must be a function (exception) => void');
     }
     const retry = this.#retryFor(options);
+    const wait = this.#waitPlanFor(options, false);
+    const session = this.#sessions.of(owner);
+    const once = (): Promise<T> => this.#unit(owner, locks, retry, 'commitWithLocks', session, work, wait?.signal);
+    const reaping = (): Promise<T> => this.#reapingHolders(once);
 
     let result: T;
     try {
-      result = await retryOnContention(
-        retry,
-        // A nested acquireLocks({ manager }) that met a deadlock reports it as a SlotLockException.
-        (error) =>
-          this.#table.isContention(error) || (error instanceof SlotLockException && error.transactionRolledBack),
-        () =>
-          this.#connection.exclusive(
-            (dataSource) =>
-              this.#connection.transaction(dataSource, async (runner) => {
-                await insertOrReport(this.#table, runner, owner, locks);
-                return runWork(this.#table, runner, work);
-              }),
-            true,
-          ),
-        reportRetry(owner, 'commitWithLocks'),
-      );
+      // A committed unit stands, even if the signal aborted as it committed: nothing to give back.
+      result = await (wait === undefined ? reaping() : waitForLocks(reaping, wait));
     } catch (error) {
-      const translated =
-        error instanceof ContentionExhausted ? await this.#translateAcquireError(error, locks, error.attempts) : error;
-      if (translated instanceof SlotLockException) {
-        reportConflict(owner, lockKeysOf(locks), translated);
-        if (options.onConflict !== undefined) await options.onConflict(translated);
+      if (error instanceof SlotLockException) {
+        reportConflict(owner, lockKeysOf(locks), error);
+        if (options.onConflict !== undefined) await options.onConflict(error);
       }
-      throw translated;
+      throw error;
     }
     publish.acquired(() => ({
       ownerPHID: owner,
@@ -368,30 +443,243 @@ export class SlotLockService {
   /**
    * Takes the locks, runs `fn`, and releases every lock of `ownerPHID` afterwards,
    * whatever `fn` did (SPEC 4.9). For short critical sections and the command line.
+   * With `ttlMs` the locks are held under a session of `ownerPHID` (SPEC 9): `fn`'s
+   * `signal` aborts if the session is lost, and the call then rejects with the
+   * {@link SlotLockSessionLostError} whatever `fn` returned.
    *
    * @example
    * ```ts
-   * await slotLocks.withLocks(`deploy(${process.pid})`, ['deploy(production)'], () => deploy());
+   * await slotLocks.withLocks(
+   *   `deploy(${process.pid})`,
+   *   ['deploy(production)'],
+   *   ({ signal }) => deploy({ signal }),
+   *   { ttlMs: 30_000, waitMs: 60_000 },
+   * );
    * ```
    */
-  async withLocks<T>(ownerPHID: string, lockKeys: Iterable<string>, fn: () => T | Promise<T>): Promise<T> {
-    if (typeof fn !== 'function') throw new TypeError('fn must be a function');
-    await this.acquireLocks(ownerPHID, lockKeys);
+  async withLocks<T>(
+    ownerPHID: string,
+    lockKeys: Iterable<string>,
+    fn: (context: WithLocksContext) => T | Promise<T>,
+    options: WithLocksOptions = {},
+  ): Promise<T> {
+    if (typeof fn !== 'function') throw new TypeError('fn must be a function ({ signal }) => result');
+    if (typeof options !== 'object' || options === null) throw new TypeError('options must be an object');
+    // Everything checked before a session row is written.
+    const owner = checkOwner(ownerPHID, this.#rules);
+    const keys = prepareLocks(lockKeys, this.#rules).map((lock) => lock.lockKey);
+    const ttlMs = options.ttlMs === undefined ? undefined : checkSessionTtl(options.ttlMs, 'options.ttlMs');
+    checkWait(options, false);
+    this.#retryFor(options);
+
+    const session = ttlMs === undefined ? undefined : await this.openSession({ ttlMs, ownerPHID: owner });
+    const release = (): Promise<number> => (session !== undefined ? session.close() : this.releaseLocks(owner));
+    try {
+      await this.acquireLocks(owner, keys, { waitMs: options.waitMs, signal: options.signal, retry: options.retry });
+    } catch (error) {
+      await session?.close().catch(() => undefined);
+      throw error;
+    }
+    const signals = [session?.signal, options.signal].filter((signal) => signal !== undefined);
+    const signal = signals.length === 0 ? new AbortController().signal : AbortSignal.any(signals);
     let result: T;
     try {
-      result = await fn();
+      result = await fn({ signal });
     } catch (error) {
       // fn's own error is the one to see; a release failing as well is added, not swapped in.
-      await this.releaseLocks(ownerPHID).catch((releaseError: unknown) => {
+      await release().catch((releaseError: unknown) => {
         throw new AggregateError([error, releaseError], 'fn failed, and releasing its locks failed too');
       });
       throw error;
     }
-    await this.releaseLocks(ownerPHID);
+    await release();
+    // The locks were not held all along: fn's result must not read as done under them.
+    const lost = session?.lostReason;
+    if (lost !== undefined) throw lost;
     return result;
   }
 
   // --- internals -------------------------------------------------------------------
+
+  /** The wait of a call with `waitMs` or `signal`; undefined for a call that neither waits nor can be cancelled. */
+  #waitPlanFor(options: SlotLockCallOptions, withManager: boolean): WaitPlan | undefined {
+    const { waitMs, signal } = checkWait(options, withManager);
+    // With a manager the signal was checked above; the statements are the caller's transaction's.
+    if ((waitMs === 0 && signal === undefined) || withManager) return undefined;
+    return {
+      deadline: Date.now() + waitMs,
+      signal,
+      delays: this.#options.wait,
+      wakeups: waitMs > 0 ? this.#wakeups : undefined,
+    };
+  }
+
+  /** One try of acquireLocks: on the caller's transaction, in a session's unit, or the service's own way. */
+  #acquireOnce(
+    owner: string,
+    locks: readonly RequestedLock[],
+    retry: Readonly<RetryOptions>,
+    callerRunner: QueryRunner | undefined,
+    session: SlotLockSession | undefined,
+  ): Promise<void> {
+    if (callerRunner !== undefined) {
+      return acquireInCallerTransaction(
+        this.#table,
+        callerRunner,
+        owner,
+        locks,
+        this.#readLockMap,
+        session && (() => guarded(this.#table, callerRunner, () => this.#sessions.renewIn(session, callerRunner))),
+      );
+    }
+    // A session's locks are taken in a transaction that first checks it still lives.
+    if (session !== undefined) return this.#unit(owner, locks, retry, 'acquireLocks', session, noWork, undefined);
+    return this.#acquireWithRetry(owner, locks, retry);
+  }
+
+  /** One try of acquireSlot, on the caller's transaction, in a session's transaction, or in autocommit statements. */
+  async #slotOnce(
+    owner: string,
+    family: SlotFamily,
+    retry: Readonly<RetryOptions>,
+    callerRunner: QueryRunner | undefined,
+    session: SlotLockSession | undefined,
+  ): Promise<AcquiredSlot> {
+    try {
+      if (callerRunner !== undefined) {
+        return await inCallerTransaction(this.#table, callerRunner, transactionGone, async () => {
+          if (session !== undefined) {
+            await guarded(this.#table, callerRunner, () => this.#sessions.renewIn(session, callerRunner));
+          }
+          return takeSlot(family, callerSlotTries(this.#table, callerRunner, owner, family, this.#readLockMap));
+        });
+      }
+      if (session !== undefined) {
+        return await retryOnContention(
+          retry,
+          this.#isContentionOrRolledBack,
+          () =>
+            this.#connection.exclusive(
+              (dataSource) =>
+                this.#connection.transaction(dataSource, async (runner) => {
+                  await this.#sessions.renewIn(session, runner);
+                  return takeSlot(family, callerSlotTries(this.#table, runner, owner, family, this.#readLockMap));
+                }),
+              true,
+            ),
+          reportRetry(owner, 'acquireSlot'),
+        );
+      }
+      return await takeSlot(
+        family,
+        serviceSlotTries({
+          table: this.#table,
+          connection: this.#connection,
+          owner,
+          family,
+          retry,
+          readLockMap: this.#readLockMap,
+          onRetry: reportRetry(owner, 'acquireSlot'),
+        }),
+      );
+    } catch (error) {
+      throw error instanceof ContentionExhausted
+        ? new SlotLockException({ failure: 'contention', lockMap: {}, attempts: error.attempts, cause: error.error })
+        : error;
+    }
+  }
+
+  /**
+   * One unit of the service's own transaction: a session's check, the locks, `work`, and
+   * COMMIT (unless `signal` aborted before it); contention anywhere retries the whole unit.
+   */
+  async #unit<T>(
+    owner: string,
+    locks: readonly RequestedLock[],
+    retry: Readonly<RetryOptions>,
+    operation: SlotLockRetryEvent['operation'],
+    session: SlotLockSession | undefined,
+    work: (manager: EntityManager) => T | Promise<T>,
+    signal: AbortSignal | undefined,
+  ): Promise<T> {
+    try {
+      return await retryOnContention(
+        retry,
+        this.#isContentionOrRolledBack,
+        () =>
+          this.#connection.exclusive(
+            (dataSource) =>
+              this.#connection.transaction(dataSource, async (runner) => {
+                if (session !== undefined) await this.#sessions.renewIn(session, runner);
+                await insertOrReport(this.#table, runner, owner, locks);
+                const result = await runWork(this.#table, runner, work);
+                signal?.throwIfAborted(); // rolls the unit back
+                return result;
+              }),
+            true,
+          ),
+        reportRetry(owner, operation),
+      );
+    } catch (error) {
+      throw error instanceof ContentionExhausted
+        ? await this.#translateAcquireError(error, locks, error.attempts)
+        : error;
+    }
+  }
+
+  /** A nested acquireLocks({ manager }) that met a deadlock reports it as a SlotLockException. */
+  readonly #isContentionOrRolledBack = (error: unknown): boolean =>
+    this.#table.isContention(error) || (error instanceof SlotLockException && error.transactionRolledBack);
+
+  /**
+   * Runs `attempt`; when a lock was held by an owner whose session has expired, reaps it
+   * (its session and its locks) and tries again, so that a dead process's locks are free
+   * without any reaper running (SPEC 9).
+   */
+  #reapingHolders<T>(attempt: () => Promise<T>, callerRunner?: QueryRunner): Promise<T> {
+    return attempt().catch((error: unknown) => this.#reapThenRetry(error, attempt, callerRunner));
+  }
+
+  async #reapThenRetry<T>(
+    error: unknown,
+    attempt: () => Promise<T>,
+    callerRunner: QueryRunner | undefined,
+  ): Promise<T> {
+    let failure = error;
+    for (let round = 0; round < REAP_ROUNDS; round += 1) {
+      if (!(failure instanceof SlotLockException) || failure.failure !== 'held' || failure.transactionRolledBack) {
+        throw failure;
+      }
+      const holders = Object.values(failure.getLockMap());
+      if (holders.length === 0) throw failure;
+      const original = failure;
+      const reaped = await this.#sessions.reapHolders(holders, callerRunner).catch((reapError: unknown) => {
+        // A reap that cost the caller's transaction says so; any other failure of it leaves the conflict as it was.
+        if (reapError instanceof SlotLockException && reapError.transactionRolledBack) throw reapError;
+        return 0;
+      });
+      if (reaped === 0) throw original;
+      try {
+        return await attempt();
+      } catch (next) {
+        failure = next;
+      }
+    }
+    throw failure;
+  }
+
+  /** Gives back the locks a call took after its signal aborted (SPEC 10: an aborted call holds nothing). */
+  #giveBack(owner: string, locks: readonly RequestedLock[], retry: Readonly<RetryOptions>): Promise<void> {
+    return retryOnContention(retry, this.#isContention, () =>
+      this.#connection.exclusive((dataSource) =>
+        this.#connection.transaction(dataSource, (runner) =>
+          this.#table.deleteInserted(runner, owner, locks, locks.length),
+        ),
+      ),
+    ).catch((error: unknown) => {
+      throw error instanceof ContentionExhausted ? error.error : error;
+    });
+  }
 
   /** Who holds `locks`, read on the service's own connection right after a failure. */
   readonly #readLockMap = (locks: readonly RequestedLock[]): Promise<Record<string, string>> =>
@@ -450,6 +738,9 @@ export class SlotLockService {
     return error;
   }
 }
+
+/** The work of a session's acquisition: the locks alone. */
+function noWork(): void {}
 
 /** The keys of `locks`, for an event (computed only when someone listens). */
 function lockKeysOf(locks: readonly RequestedLock[]): () => string[] {

@@ -4,6 +4,7 @@ import { driverErrorOf } from '../../errors/driver-error-of';
 import { firstFreeSlotSql } from '../first-free-slot';
 import { keptStatementText } from '../statement-text';
 import { mysqlAutocommitQuery } from './direct-query';
+import { sessionSql } from '../session-sql';
 
 /** Phorge's table name (in the `{$NAMESPACE}_drydock` database). */
 export const PHORGE_TABLE_NAME = 'drydock_slotlock';
@@ -16,6 +17,8 @@ export const MYSQL_ERRORS = Object.freeze({
   lockWaitTimeout: 1205,
   /** ER_LOCK_DEADLOCK: deadlock, or a Galera certification failure (often at COMMIT). */
   deadlock: 1213,
+  /** ER_NO_SUCH_TABLE: the session table's migration has not run. */
+  noSuchTable: 1146,
 });
 
 function quoteIdentifier(name: string): string {
@@ -224,6 +227,19 @@ export const mysqlDialect: SlotLockDialect = Object.freeze({
   },
 
   autocommitQuery: mysqlAutocommitQuery,
+
+  sessions: sessionSql({
+    quoteTable,
+    quoteColumn: quoteIdentifier,
+    placeholder: () => '?',
+    // UTC_TIMESTAMP, not NOW(): the session's time_zone (and its DST) cannot move it.
+    nowMs: "(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) DIV 1000)",
+    owner: bytes,
+    ownerType: 'varbinary',
+    intType: 'int',
+    bigintType: 'bigint',
+    isMissingTable: (error) => driverErrorOf(error)?.errno === MYSQL_ERRORS.noSuchTable,
+  }),
 
   rowBytes(ownerBytes: number, row: LockRow): number {
     // mysql2 writes parameters into the SQL text: a Buffer as a hex literal, two letters

@@ -6,7 +6,9 @@ import { portableTableMigration, type PortableColumnTypes } from '../portable-sc
 import { postgresAutocommitQuery } from './direct-query';
 import { firstFreeSlotSql } from '../first-free-slot';
 import { keptStatementText } from '../statement-text';
-import { boundParameterSizing, quotedSql } from '../quoted-sql';
+import { boundParameterSizing, quotedSql, quoteTable } from '../quoted-sql';
+import { sessionSql } from '../session-sql';
+import { PostgresReleaseListener, RELEASE_CHANNEL } from './release-listener';
 
 /** PostgreSQL SQLSTATEs the service reacts to. */
 export const POSTGRES_ERRORS = Object.freeze({
@@ -20,6 +22,8 @@ export const POSTGRES_ERRORS = Object.freeze({
   lockNotAvailable: '55P03',
   /** in_failed_sql_transaction: a statement failed earlier in the transaction, which can only roll back. */
   inFailedTransaction: '25P02',
+  /** undefined_table: the session table's migration has not run. */
+  undefinedTable: '42P01',
 });
 
 /** `lockIndex` collates as "C": byte order and byte equality, case-sensitive. */
@@ -46,6 +50,17 @@ const insertText = keptStatementText((table, count) => {
     `WHERE NOT EXISTS (SELECT 1 FROM ${quoted} WHERE "lockIndex" IN (${indexes.join(', ')}))`
   );
 });
+
+/**
+ * A release wakes the waiters of every process at once (SPEC 10): each deleted row
+ * notifies the channel, and PostgreSQL delivers one notification per transaction, at its
+ * commit, however many rows sent it. Nothing is sent when nothing was deleted, and the
+ * statement still counts the rows it deleted.
+ */
+const deleteAndNotifyText = keptStatementText(
+  (table) =>
+    `DELETE FROM ${sql.quoteTable(table)} WHERE "ownerPHID" = $1 RETURNING pg_notify('${RELEASE_CHANNEL}', '')`,
+);
 
 /**
  * PostgreSQL: the same columns, names and indexes as Phorge's table.
@@ -139,7 +154,9 @@ export const postgresDialect: SlotLockDialect = Object.freeze({
 
   selectByIndexes: sql.selectByIndexes,
   selectByOwner: sql.selectByOwner,
-  deleteByOwner: sql.deleteByOwner,
+  deleteByOwner(table: string, ownerPHID: string): SqlStatement {
+    return { sql: deleteAndNotifyText(table, 1), params: [ownerPHID] };
+  },
   deleteOwnedIndexes: sql.deleteOwnedIndexes,
 
   classify(error: unknown): DriverErrorKind {
@@ -181,4 +198,19 @@ export const postgresDialect: SlotLockDialect = Object.freeze({
   ...boundParameterSizing,
 
   autocommitQuery: postgresAutocommitQuery,
+
+  sessions: sessionSql({
+    quoteTable,
+    quoteColumn: (column) => `"${column}"`,
+    placeholder: (n) => `$${n}`,
+    // clock_timestamp(), not now(): now() stands still for a whole transaction.
+    nowMs: '(extract(epoch from clock_timestamp()) * 1000)::bigint',
+    owner: (ownerPHID) => ownerPHID,
+    ownerType: 'varchar',
+    intType: 'integer',
+    bigintType: 'bigint',
+    isMissingTable: (error) => driverErrorOf(error)?.code === POSTGRES_ERRORS.undefinedTable,
+  }),
+
+  releaseWakeups: (dataSource: DataSource) => PostgresReleaseListener.of(dataSource),
 });

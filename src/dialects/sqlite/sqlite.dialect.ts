@@ -7,6 +7,7 @@ import { firstFreeSlotSql } from '../first-free-slot';
 import { keptStatementText } from '../statement-text';
 import { boundParameterSizing, quotedSql } from '../quoted-sql';
 import { sqliteAutocommitQuery } from './direct-query';
+import { sessionSql } from '../session-sql';
 
 /** SQLite's text comparison is BINARY by default: byte-exact and case-sensitive. */
 export const SQLITE_COLUMN_TYPES: PortableColumnTypes = {
@@ -114,7 +115,8 @@ export const sqliteDialect: SlotLockDialect = Object.freeze({
 
   classify(error: unknown): DriverErrorKind {
     const code = driverErrorOf(error)?.code ?? '';
-    if (code === 'SQLITE_CONSTRAINT_UNIQUE') return 'conflict';
+    // PRIMARYKEY: a session row of the same owner (the lock table's key is generated).
+    if (code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY') return 'conflict';
     if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) return 'contention';
     return 'other';
   },
@@ -136,4 +138,16 @@ export const sqliteDialect: SlotLockDialect = Object.freeze({
   ...boundParameterSizing,
 
   autocommitQuery: sqliteAutocommitQuery,
+
+  sessions: sessionSql({
+    quoteTable: sql.quoteTable,
+    quoteColumn: (column) => `"${column}"`,
+    placeholder: () => '?',
+    nowMs: "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
+    owner: (ownerPHID) => ownerPHID,
+    ownerType: 'varchar',
+    intType: 'integer',
+    bigintType: 'bigint',
+    isMissingTable: (error) => error instanceof Error && /no such table/i.test(error.message),
+  }),
 });

@@ -185,6 +185,7 @@ async function readInsideSavepoint(
  * Takes the locks inside the caller's transaction: they commit or roll back with the
  * caller's own writes. No retry is possible here; a conflict or contention becomes a
  * SlotLockException at once, saying whether the server rolled the caller's transaction back.
+ * `before` runs first, in the same turn (a session's check that it still lives).
  */
 export function acquireInCallerTransaction(
   table: LockTable,
@@ -192,8 +193,10 @@ export function acquireInCallerTransaction(
   owner: string,
   locks: readonly RequestedLock[],
   readElsewhere: ReadLockMap,
+  before?: () => Promise<void>,
 ): Promise<void> {
   return inCallerTransaction(table, runner, transactionGone, async () => {
+    await before?.();
     const failed = await tryInsertInCallerTransaction(table, runner, owner, locks);
     if (failed === undefined) return;
     throw new SlotLockException({ ...failed, lockMap: await completeLockMap(locks, failed.lockMap, readElsewhere) });
@@ -294,7 +297,7 @@ export function callerSlotTries(
  * becomes a SlotLockException saying whether the server rolled the caller's transaction
  * back; any other error passes through.
  */
-async function guarded<T>(table: LockTable, runner: QueryRunner, statement: () => Promise<T>): Promise<T> {
+export async function guarded<T>(table: LockTable, runner: QueryRunner, statement: () => Promise<T>): Promise<T> {
   const savepoint = table.dialect.abortsTransactionOnError ? `drydock_slotlock_${(savepointCount += 1)}` : undefined;
   if (savepoint !== undefined) await runner.query(`SAVEPOINT ${savepoint}`);
   try {

@@ -1,0 +1,123 @@
+import { Table, type QueryRunner } from 'typeorm';
+import type { SqlStatement } from './dialect';
+
+/**
+ * The session table's statements on one engine (SPEC 9). Every time in them is the
+ * database server's clock, in milliseconds since 1970: never the client's, whose clock
+ * may differ from the server's and from other clients'.
+ */
+export interface SessionSql {
+  /** Creates the session table (the session migration's `up`). */
+  createSessionTable(runner: QueryRunner, table: string): Promise<void>;
+  /** Drops the session table (the session migration's `down`). */
+  dropSessionTable(runner: QueryRunner, table: string): Promise<void>;
+  /** Inserts a session that may be reaped `leaseMs` from now. */
+  insertSession(table: string, ownerPHID: string, ttlMs: number, leaseMs: number): SqlStatement;
+  /** Moves a live session's end `leaseMs` from now; changes no row when it has expired or is gone. */
+  renewSession(table: string, ownerPHID: string, leaseMs: number): SqlStatement;
+  /** Deletes a session, live or not. */
+  deleteSession(table: string, ownerPHID: string): SqlStatement;
+  /** Deletes a session only if it has expired: one row changed means it was dead and is now gone. */
+  deleteExpiredSession(table: string, ownerPHID: string): SqlStatement;
+  /** The owners among `owners` whose session has expired (rows `{ ownerPHID }`). */
+  selectExpiredAmong(table: string, owners: readonly string[]): SqlStatement;
+  /** Up to `limit` owners whose session has expired. */
+  selectExpired(table: string, limit: number): SqlStatement;
+  /** True when `error` says the session table does not exist (its migration has not run). */
+  isMissingTable(error: unknown): boolean;
+}
+
+/** How one engine writes what the session statements need. */
+export interface SessionSqlParts {
+  quoteTable(table: string): string;
+  quoteColumn(column: string): string;
+  /** The n-th (1-based) bound parameter. */
+  placeholder(n: number): string;
+  /** The server's clock now, in milliseconds since 1970, as an integer expression. */
+  readonly nowMs: string;
+  /** How an owner is bound (MySQL: as bytes, see the MySQL dialect). */
+  owner(ownerPHID: string): unknown;
+  /** Column types of the session table: the owner's as the lock table's, integers. */
+  readonly ownerType: string;
+  readonly intType: string;
+  readonly bigintType: string;
+  isMissingTable(error: unknown): boolean;
+}
+
+/**
+ * The session statements of an engine, written once for all three. A session row is
+ * `(ownerPHID, ttlMs, expiresAt)`: `expiresAt` is when the row may be reaped, by the
+ * server's clock.
+ */
+export function sessionSql(parts: SessionSqlParts): SessionSql {
+  const { quoteTable, placeholder: p, nowMs } = parts;
+  const owner = parts.quoteColumn('ownerPHID');
+  const expiresAt = parts.quoteColumn('expiresAt');
+  const ttlMs = parts.quoteColumn('ttlMs');
+  const placeholders = (count: number, from: number): string =>
+    Array.from({ length: count }, (_, i) => p(from + i)).join(', ');
+  const statements: SessionSql = {
+    async createSessionTable(runner: QueryRunner, table: string): Promise<void> {
+      await runner.createTable(
+        new Table({
+          name: table,
+          columns: [
+            { name: 'ownerPHID', type: parts.ownerType, length: '64', isPrimary: true },
+            { name: 'ttlMs', type: parts.intType },
+            { name: 'expiresAt', type: parts.bigintType },
+          ],
+          indices: [{ name: 'key_expires', columnNames: ['expiresAt'] }],
+        }),
+      );
+    },
+    async dropSessionTable(runner: QueryRunner, table: string): Promise<void> {
+      await runner.dropTable(table);
+    },
+    insertSession(table, ownerPHID, ttl, leaseMs) {
+      return {
+        sql: `INSERT INTO ${quoteTable(table)} (${owner}, ${ttlMs}, ${expiresAt}) VALUES (${p(1)}, ${p(2)}, ${nowMs} + ${p(3)})`,
+        params: [parts.owner(ownerPHID), ttl, leaseMs],
+      };
+    },
+    renewSession(table, ownerPHID, leaseMs) {
+      return {
+        sql:
+          `UPDATE ${quoteTable(table)} SET ${expiresAt} = ${nowMs} + ${p(1)} ` +
+          `WHERE ${owner} = ${p(2)} AND ${expiresAt} >= ${nowMs}`,
+        params: [leaseMs, parts.owner(ownerPHID)],
+      };
+    },
+    deleteSession(table, ownerPHID) {
+      return { sql: `DELETE FROM ${quoteTable(table)} WHERE ${owner} = ${p(1)}`, params: [parts.owner(ownerPHID)] };
+    },
+    deleteExpiredSession(table, ownerPHID) {
+      return {
+        sql: `DELETE FROM ${quoteTable(table)} WHERE ${owner} = ${p(1)} AND ${expiresAt} < ${nowMs}`,
+        params: [parts.owner(ownerPHID)],
+      };
+    },
+    selectExpiredAmong(table, owners) {
+      return {
+        sql:
+          `SELECT ${owner} AS ${parts.quoteColumn('ownerPHID')} FROM ${quoteTable(table)} ` +
+          `WHERE ${owner} IN (${placeholders(owners.length, 1)}) AND ${expiresAt} < ${nowMs}`,
+        params: owners.map((o) => parts.owner(o)),
+      };
+    },
+    selectExpired(table, limit) {
+      return {
+        sql:
+          `SELECT ${owner} AS ${parts.quoteColumn('ownerPHID')} FROM ${quoteTable(table)} ` +
+          `WHERE ${expiresAt} < ${nowMs} ORDER BY ${expiresAt} LIMIT ${p(1)}`,
+        params: [limit],
+      };
+    },
+    isMissingTable: parts.isMissingTable,
+  };
+  return Object.freeze(statements);
+}
+
+/** The session table's name beside a lock table: `drydock_slotlock` → `drydock_slotlock_session`, schema kept. */
+export function sessionTableOf(lockTable: string): string {
+  return `${lockTable}_session`;
+}

@@ -1,0 +1,212 @@
+import { randomBytes } from 'node:crypto';
+import type { QueryRunner } from 'typeorm';
+import { changeThroughTypeorm } from '../compat/typeorm-driver';
+import { publish } from '../diagnostics/slot-lock-channels';
+import type { LockTable } from '../services/lock-table';
+import { ContentionExhausted, retryOnContention } from '../services/retry-on-contention';
+import type { RetryOptions } from '../services/slot-lock.options';
+import { guarded, inCallerTransaction, transactionGone } from '../services/units/caller-transaction-unit';
+import type { ServiceConnection } from '../services/units/service-connection';
+import { SessionTable } from './session-table';
+import { SlotLockSession } from './slot-lock-session';
+
+/** What {@link SlotLockService.reapExpiredSessions} freed. */
+export interface ReapedSessions {
+  /** Expired sessions deleted. */
+  readonly sessions: number;
+  /** Locks those sessions held, now free. */
+  readonly locks: number;
+}
+
+/** Owners reaped per round of a bulk reap. */
+const REAP_BATCH = 100;
+
+/** A new session owner, shaped as Phorge's PHIDs are: `PHID-SESS-` and 20 characters of [a-z0-9]. */
+export function newSessionOwner(): string {
+  const alphabet = 'abcdefghijklmnopqrstuvwxyz0123456789';
+  return 'PHID-SESS-' + Array.from(randomBytes(20), (byte) => alphabet[byte % alphabet.length]).join('');
+}
+
+/**
+ * The sessions of one service (SPEC 9): those this process opened (so that every
+ * acquisition of one first checks, in its own transaction, that it still lives), and the
+ * reaping of other processes' expired sessions.
+ */
+export class Sessions {
+  readonly #table: SessionTable;
+  readonly #connection: ServiceConnection;
+  readonly #retry: Readonly<RetryOptions>;
+  readonly #open = new Map<string, SlotLockSession>();
+
+  constructor(locks: LockTable, connection: ServiceConnection, retry: Readonly<RetryOptions>) {
+    this.#table = new SessionTable(locks);
+    this.#connection = connection;
+    this.#retry = retry;
+  }
+
+  /** The session of `owner` this process opened and has not closed. */
+  of(owner: string): SlotLockSession | undefined {
+    return this.#open.get(owner);
+  }
+
+  /** Writes a session's row (taking over an expired one of the same owner) and starts its heartbeat. */
+  async open(owner: string, ttlMs: number): Promise<SlotLockSession> {
+    if (this.#open.has(owner)) {
+      throw new Error(
+        `drydock-slotlock: a session of ${JSON.stringify(owner)} is open already in this process: close it first`,
+      );
+    }
+    const startedAt = performance.now();
+    try {
+      await this.#autocommit(this.#table.insert(owner, ttlMs));
+    } catch (error) {
+      if (this.#table.isMissing(error)) throw this.#missingTable(error);
+      if (this.#table.locks.classify(error) !== 'conflict') throw error;
+      // A row of this owner: an expired one is reaped and taken over, a live one is another process's.
+      if ((await this.reapHolders([owner])) === 0) {
+        throw new Error(
+          `drydock-slotlock: a live session of ${JSON.stringify(owner)} exists (another process opened it): ` +
+            'give each session an owner of its own, or leave ownerPHID out',
+          { cause: error },
+        );
+      }
+      await this.#autocommit(this.#table.insert(owner, ttlMs));
+    }
+    const session = new SlotLockSession(
+      owner,
+      ttlMs,
+      {
+        renew: async () => (await this.#autocommit(this.#table.renew(owner, ttlMs))) > 0,
+        end: () => this.#end(owner),
+        closed: () => {
+          if (this.#open.get(owner) === session) this.#open.delete(owner);
+        },
+      },
+      startedAt,
+    );
+    this.#open.set(owner, session);
+    return session;
+  }
+
+  /**
+   * Inside the transaction on `runner` that is about to take locks for `session`: renews
+   * it, or throws its SlotLockSessionLostError when its row has expired or is gone. The
+   * renewal's row lock stays until that transaction ends, so no reaper can delete the
+   * session between this check and the locks' commit.
+   */
+  async renewIn(session: SlotLockSession, runner: QueryRunner): Promise<void> {
+    const lost = session.lostReason;
+    if (lost !== undefined) throw lost;
+    const { sql, params } = this.#table.renew(session.ownerPHID, session.ttlMs);
+    if ((await changeThroughTypeorm(runner, sql, [...params])) === 0) {
+      throw session.lose('its row expired or was deleted (reaped by another process) before this acquisition');
+    }
+  }
+
+  /**
+   * Reaps those of `owners` (the holders a failed acquisition met) whose session has
+   * expired: deletes the session and its locks. Resolves to how many were reaped; 0 when
+   * the session table does not exist. With `callerRunner`, inside the caller's
+   * transaction, where the failed insert may hold a lock on the very rows to delete.
+   */
+  async reapHolders(owners: readonly string[], callerRunner?: QueryRunner): Promise<number> {
+    const unique = [...new Set(owners)];
+    if (unique.length === 0) return 0;
+    try {
+      if (callerRunner !== undefined) {
+        const table = this.#table.locks;
+        return await inCallerTransaction(table, callerRunner, transactionGone, () =>
+          guarded(table, callerRunner, async () => {
+            let reaped = 0;
+            for (const owner of await this.#table.expiredAmong(callerRunner, unique)) {
+              if ((await this.#table.reap(callerRunner, owner)) !== undefined) reaped += 1;
+            }
+            return reaped;
+          }),
+        );
+      }
+      const dead = await this.#connection.exclusive((dataSource) => this.#table.expiredAmong(dataSource, unique));
+      let reaped = 0;
+      for (const owner of dead) if ((await this.#reapOne(owner)) !== undefined) reaped += 1;
+      return reaped;
+    } catch (error) {
+      if (this.#table.isMissing(error)) return 0;
+      throw error;
+    }
+  }
+
+  /** Reaps every expired session (SPEC 9, `slotlock reap`). */
+  async reapAll(): Promise<ReapedSessions> {
+    let sessions = 0;
+    let locks = 0;
+    const seen = new Set<string>();
+    for (;;) {
+      let dead: string[];
+      try {
+        dead = await this.#connection.exclusive((dataSource) => this.#table.expired(dataSource, REAP_BATCH));
+      } catch (error) {
+        throw this.#table.isMissing(error) ? this.#missingTable(error) : error;
+      }
+      // An owner seen before was renewed or reaped meanwhile; stop rather than loop on it.
+      const fresh = dead.filter((owner) => !seen.has(owner));
+      for (const owner of fresh) {
+        seen.add(owner);
+        const freed = await this.#reapOne(owner);
+        if (freed !== undefined) {
+          sessions += 1;
+          locks += freed;
+        }
+      }
+      if (dead.length < REAP_BATCH || fresh.length === 0) return { sessions, locks };
+    }
+  }
+
+  /** Closes every session this process opened (the service is closing). */
+  async closeAll(): Promise<void> {
+    await Promise.allSettled([...this.#open.values()].map((session) => session.close()));
+  }
+
+  #reapOne(owner: string): Promise<number | undefined> {
+    return this.#retried(() =>
+      this.#connection.exclusive((dataSource) =>
+        this.#connection.transaction(dataSource, (runner) => this.#table.reap(runner, owner)),
+      ),
+    ).then((freed) => {
+      if (freed !== undefined) publish.released(() => ({ ownerPHID: owner, count: freed }));
+      return freed;
+    });
+  }
+
+  #end(owner: string): Promise<number> {
+    return this.#retried(() =>
+      this.#connection.exclusive((dataSource) =>
+        this.#connection.transaction(dataSource, (runner) => this.#table.end(runner, owner)),
+      ),
+    ).then((released) => {
+      publish.released(() => ({ ownerPHID: owner, count: released }));
+      return released;
+    });
+  }
+
+  #autocommit(statement: { sql: string; params: readonly unknown[] }): Promise<number> {
+    return this.#retried(() =>
+      this.#connection.exclusive((dataSource) => this.#connection.autocommit(dataSource, statement)),
+    );
+  }
+
+  #retried<T>(attempt: () => Promise<T>): Promise<T> {
+    const locks = this.#table.locks;
+    return retryOnContention(this.#retry, (error) => locks.isContention(error), attempt).catch((error: unknown) => {
+      // No lock map to report here: the driver's own error says what happened.
+      throw error instanceof ContentionExhausted ? error.error : error;
+    });
+  }
+
+  #missingTable(cause: unknown): Error {
+    return new Error(
+      `drydock-slotlock: the session table ${this.#table.name} does not exist: run the session migrations ` +
+        '(slotLockSessionMigrations in your DataSource, or `slotlock migrate`)',
+      { cause },
+    );
+  }
+}

@@ -1,0 +1,116 @@
+import { SlotLockException } from '../errors/slot-lock.exception';
+
+/** How waiters poll for held locks to be released (SPEC 10): jittered, growing pauses. */
+export interface WaitOptions {
+  /** Pause ceiling after the first failed try, in milliseconds. Default `10`. */
+  readonly baseDelayMs: number;
+  /**
+   * Largest pause between two tries, in milliseconds: a waiter notices a release within
+   * this time where nothing wakes it (MySQL, SQLite, or a release PostgreSQL could not
+   * notify). Default `100`.
+   */
+  readonly maxDelayMs: number;
+}
+
+/** Default wait settings (frozen). */
+export const DEFAULT_WAIT: Readonly<WaitOptions> = Object.freeze({ baseDelayMs: 10, maxDelayMs: 100 });
+
+/** Something that tells waiters a lock was released (PostgreSQL `LISTEN`). */
+export interface ReleaseWakeups {
+  /** Calls `onRelease` on every release until the returned function is called; resolves once listening. */
+  subscribe(onRelease: () => void): Promise<() => void>;
+}
+
+/** One call's wait: until when, what cancels it, how it pauses, what wakes it. */
+export interface WaitPlan {
+  /** `Date.now()` after which a held lock is final. */
+  readonly deadline: number;
+  readonly signal: AbortSignal | undefined;
+  readonly delays: Readonly<WaitOptions>;
+  readonly wakeups: ReleaseWakeups | undefined;
+}
+
+/**
+ * Runs `attempt` until it takes its locks, or until a held lock (or contention the
+ * retries did not get past) outlasts `plan.deadline`: then its SlotLockException stands.
+ * Between tries it pauses (jittered, growing to `maxDelayMs`), and wakes early on a
+ * release where the engine says so.
+ *
+ * An abort rejects with the signal's reason: at once during a pause; during a try, when
+ * that try returns, after `undo` has given back whatever it took. So the caller holds
+ * nothing of the call once it rejects. Without `undo`, what a try did stands (a
+ * committed unit), and the call resolves with it.
+ */
+export async function waitForLocks<T>(
+  attempt: () => Promise<T>,
+  plan: WaitPlan,
+  undo?: (taken: T) => Promise<unknown>,
+): Promise<T> {
+  const { signal } = plan;
+  let releases = 0;
+  let wake: (() => void) | undefined;
+  let unsubscribe: (() => void) | undefined;
+  try {
+    for (let failures = 0; ;) {
+      signal?.throwIfAborted();
+      const seenReleases = releases;
+      let taken: T;
+      try {
+        taken = await attempt();
+      } catch (error) {
+        if (!worthWaiting(error) || Date.now() >= plan.deadline) throw error;
+        failures += 1;
+        if (plan.wakeups !== undefined && unsubscribe === undefined) {
+          // Listening from now on; a release before that is caught by trying again at once.
+          unsubscribe = await plan.wakeups.subscribe(() => {
+            releases += 1;
+            wake?.();
+          });
+          continue;
+        }
+        if (releases !== seenReleases) continue; // released while that try was in flight
+        await pause(Math.min(delayMs(plan.delays, failures), plan.deadline - Date.now()), signal, (resume) => {
+          wake = resume;
+        });
+        wake = undefined;
+        continue;
+      }
+      if (signal?.aborted && undo !== undefined) {
+        await undo(taken);
+        signal.throwIfAborted();
+      }
+      return taken;
+    }
+  } finally {
+    unsubscribe?.();
+  }
+}
+
+/** Held locks and exhausted contention are worth waiting out; not a transaction the server rolled back. */
+function worthWaiting(error: unknown): boolean {
+  return error instanceof SlotLockException && !error.transactionRolledBack;
+}
+
+/** Equal jitter: between half the ceiling and the ceiling, so that a waiter never spins. */
+function delayMs(delays: Readonly<WaitOptions>, failures: number): number {
+  const ceiling = Math.min(delays.maxDelayMs, delays.baseDelayMs * 2 ** (failures - 1));
+  return ceiling / 2 + (Math.random() * ceiling) / 2;
+}
+
+/** Waits `ms`, or until woken, or rejects with the signal's reason when it aborts. */
+function pause(ms: number, signal: AbortSignal | undefined, onWake: (resume: () => void) => void): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', aborted);
+      resolve();
+    };
+    const aborted = (): void => {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    };
+    const timer = setTimeout(done, Math.max(0, ms));
+    signal?.addEventListener('abort', aborted, { once: true });
+    onWake(done);
+  });
+}

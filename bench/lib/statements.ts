@@ -43,7 +43,11 @@ export function deleteSql(engine: Engine): string {
     case 'sqlite':
       return `DELETE FROM "${TABLE}" WHERE "ownerPHID" = ?`;
     case 'postgres':
-      return `DELETE FROM "${TABLE}" WHERE "ownerPHID" = $1`;
+      return (
+        `DELETE FROM "${TABLE}" WHERE "ownerPHID" = $1 RETURNING CASE WHEN ` +
+        `(SELECT pg_try_advisory_xact_lock(1359417347, (random() * 63)::int)) ` +
+        `THEN NULL ELSE pg_notify('drydock_slotlock_released', '') END`
+      );
   }
 }
 

@@ -8,7 +8,7 @@ import { firstFreeSlotSql } from '../first-free-slot';
 import { keptStatementText } from '../statement-text';
 import { boundParameterSizing, quotedSql, quoteTable } from '../quoted-sql';
 import { sessionSql } from '../session-sql';
-import { PostgresReleaseListener, RELEASE_CHANNEL } from './release-listener';
+import { PostgresReleaseListener, RELEASE_CHANNEL, WAITERS_LOCK_KEY, WAITERS_LOCK_SLOTS } from './release-listener';
 
 /** PostgreSQL SQLSTATEs the service reacts to. */
 export const POSTGRES_ERRORS = Object.freeze({
@@ -52,14 +52,17 @@ const insertText = keptStatementText((table, count) => {
 });
 
 /**
- * A release wakes the waiters of every process at once (SPEC 10): each deleted row
- * notifies the channel, and PostgreSQL delivers one notification per transaction, at its
- * commit, however many rows sent it. Nothing is sent when nothing was deleted, and the
- * statement still counts the rows it deleted.
+ * A release wakes the waiters of every process at once (SPEC 10), when there are any (a
+ * listener holds the advisory lock the release cannot get: see {@link WAITERS_LOCK_KEY}).
+ * The check is an uncorrelated subquery, run once per statement; PostgreSQL delivers one
+ * notification per transaction, at its commit, however many rows sent it. Nothing is
+ * sent when nothing was deleted, and the statement still counts the rows it deleted.
  */
 const deleteAndNotifyText = keptStatementText(
   (table) =>
-    `DELETE FROM ${sql.quoteTable(table)} WHERE "ownerPHID" = $1 RETURNING pg_notify('${RELEASE_CHANNEL}', '')`,
+    `DELETE FROM ${sql.quoteTable(table)} WHERE "ownerPHID" = $1 RETURNING CASE WHEN ` +
+    `(SELECT pg_try_advisory_xact_lock(${WAITERS_LOCK_KEY}, (random() * ${WAITERS_LOCK_SLOTS - 1})::int)) ` +
+    `THEN NULL ELSE pg_notify('${RELEASE_CHANNEL}', '') END`,
 );
 
 /**

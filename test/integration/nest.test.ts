@@ -183,6 +183,7 @@ describe('drydock-slotlock/nest', () => {
       tableName: 'drydock_slotlock',
       maxKeyBytes: 65535,
       retry: { attempts: 10, baseDelayMs: 5, maxDelayMs: 250 },
+      wait: { baseDelayMs: 10, maxDelayMs: 100 },
     });
     expect(app.get(getSlotLockOptionsToken())).toEqual({});
 
@@ -228,6 +229,7 @@ describe('drydock-slotlock/nest', () => {
       tableName: 'drydock_slotlock',
       maxKeyBytes: 200,
       retry: { attempts: 3, baseDelayMs: 5, maxDelayMs: 250 },
+      wait: { baseDelayMs: 10, maxDelayMs: 100 },
     });
     await expect(service.acquireLocks(OWNER, ['x'.repeat(201)])).rejects.toThrow(RangeError);
     await service.acquireLocks(OWNER, ['x'.repeat(200)]);

@@ -24,15 +24,23 @@ describe('SPEC 6 ormconfig.ts and the TypeORM CLI', () => {
     await recreateDatabase(DATABASE);
   });
 
-  test('migration:run creates the table; schema:log then has nothing to do; migration:revert drops it', async () => {
-    expect(typeorm(['migration:run', '-d', 'ormconfig.ts'])).toContain('CreateDrydockSlotLock1442836800000');
+  test('migration:run creates the tables; schema:log then has nothing to do; migration:revert drops them, newest first', async () => {
+    const ran = typeorm(['migration:run', '-d', 'ormconfig.ts']);
+    expect(ran).toContain('CreateDrydockSlotLock1442836800000');
+    expect(ran).toContain('CreateDrydockSlotLockSession1796083200000');
     expect(typeorm(['schema:log', '-d', 'ormconfig.ts'])).toMatch(/Your schema is up to date/);
     const tables = await withAdmin((admin) => admin.query(`SHOW TABLES FROM \`${DATABASE}\``));
     expect(JSON.stringify(tables)).toContain('drydock_slotlock');
 
+    expect(JSON.stringify(tables)).toContain('drydock_slotlock_session');
+
     typeorm(['migration:revert', '-d', 'ormconfig.ts']);
-    const after = await withAdmin((admin) => admin.query(`SHOW TABLES FROM \`${DATABASE}\` LIKE 'drydock_slotlock'`));
-    expect(after).toEqual([]);
+    const showTables = (): Promise<unknown[]> =>
+      withAdmin((admin) => admin.query(`SHOW TABLES FROM \`${DATABASE}\` LIKE 'drydock_slotlock%'`));
+    expect(JSON.stringify(await showTables())).not.toContain('drydock_slotlock_session');
+    expect(JSON.stringify(await showTables())).toContain('drydock_slotlock');
+    typeorm(['migration:revert', '-d', 'ormconfig.ts']);
+    expect(await showTables()).toEqual([]);
   });
 
   test('without SLOTLOCK_DATABASE_URL it uses the slotlock command’s default, the embedded SQLite file', () => {

@@ -201,13 +201,24 @@ describe.each(ENGINES)('SPEC 2 the table on $name (portable part)', (engine) => 
     await repository.clear();
   });
 
-  test('the migration reverts and runs again', async () => {
-    await dataSource.undoLastMigration();
+  test('the migrations revert, the session table first, and run again', async () => {
     const runner = dataSource.createQueryRunner();
-    const exists = await runner.hasTable('drydock_slotlock');
-    await runner.release();
-    await dataSource.runMigrations();
-    expect(exists).toBe(false);
+    try {
+      await dataSource.undoLastMigration();
+      expect([await runner.hasTable('drydock_slotlock_session'), await runner.hasTable('drydock_slotlock')]).toEqual([
+        false,
+        true,
+      ]);
+      await dataSource.undoLastMigration();
+      expect(await runner.hasTable('drydock_slotlock')).toBe(false);
+      await dataSource.runMigrations();
+      expect([await runner.hasTable('drydock_slotlock_session'), await runner.hasTable('drydock_slotlock')]).toEqual([
+        true,
+        true,
+      ]);
+    } finally {
+      await runner.release();
+    }
   });
 });
 

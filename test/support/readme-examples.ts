@@ -31,6 +31,12 @@ const EXPECTED: ReadonlyArray<ReadmeExample['runs']> = [
     },
   ],
   [{ engine: 'mariadb', expected: /^PHID-DRYR-one\nundefined\n$/ }],
+  [{ engine: 'mariadb', expected: /^true\nfalse false\n1\ntrue\n$/ }],
+  [
+    { engine: 'mariadb', expected: /^true\nAbortError\n1\n$/ },
+    { engine: 'postgres', expected: /^true\nAbortError\n1\n$/ },
+    { engine: 'sqlite', expected: /^true\nAbortError\n1\n$/ },
+  ],
   [
     {
       engine: 'mariadb',

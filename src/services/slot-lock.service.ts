@@ -477,7 +477,8 @@ export class SlotLockService {
     try {
       await this.acquireLocks(owner, keys, { waitMs: options.waitMs, signal: options.signal, retry: options.retry });
     } catch (error) {
-      await session?.close().catch(() => undefined);
+      // Nothing was taken: the owner's earlier locks, if any, stay as they were.
+      await session?.discard().catch(() => undefined);
       throw error;
     }
     const signals = [session?.signal, options.signal].filter((signal) => signal !== undefined);

@@ -78,6 +78,7 @@ export class Sessions {
       {
         renew: async () => (await this.#autocommit(this.#table.renew(owner, ttlMs))) > 0,
         end: () => this.#end(owner),
+        discard: () => this.#autocommit(this.#table.delete(owner)).then(() => undefined),
         closed: () => {
           if (this.#open.get(owner) === session) this.#open.delete(owner);
         },

@@ -6,6 +6,8 @@ export interface SessionKeeping {
   renew(): Promise<boolean>;
   /** Releases the session's locks and deletes its row; resolves to the locks released. */
   end(): Promise<number>;
+  /** Deletes the session's row alone, leaving the owner's locks as they are. */
+  discard(): Promise<void>;
   /** Told once the session is closed: the service forgets it. */
   closed(): void;
 }
@@ -85,7 +87,25 @@ export class SlotLockSession {
     return this.#closing;
   }
 
-  /** Marks the session lost: its signal aborts. */
+  /**
+   * @internal Ends the session without releasing anything: for a `withLocks` whose
+   * acquisition failed, so that locks its owner held before the call stay held.
+   */
+  discard(): Promise<number> {
+    this.#closing ??= (async () => {
+      this.#stopTimers();
+      await this.#beating;
+      try {
+        await this.#keeping.discard();
+        return 0;
+      } finally {
+        this.#keeping.closed();
+      }
+    })();
+    return this.#closing;
+  }
+
+  /** @internal Marks the session lost: its signal aborts. */
   lose(why: string, cause?: unknown): SlotLockSessionLostError {
     if (!this.#controller.signal.aborted) {
       this.#controller.abort(new SlotLockSessionLostError(this.ownerPHID, why, cause === undefined ? {} : { cause }));

@@ -117,7 +117,5 @@ export function sessionSql(parts: SessionSqlParts): SessionSql {
   return Object.freeze(statements);
 }
 
-/** The session table's name beside a lock table: `drydock_slotlock` → `drydock_slotlock_session`, schema kept. */
-export function sessionTableOf(lockTable: string): string {
-  return `${lockTable}_session`;
-}
+/** The session table the session migration creates, in the DataSource's own database or schema. */
+export const SESSION_TABLE_NAME = 'drydock_slotlock_session';

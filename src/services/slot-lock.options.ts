@@ -1,5 +1,6 @@
 import type { EntityManager } from 'typeorm';
 import { PHORGE_TABLE_NAME } from '../dialects/mysql';
+import { SESSION_TABLE_NAME } from '../dialects/session-sql';
 import { DEFAULT_WAIT, type WaitOptions } from '../waiting/wait-for-locks';
 
 /**
@@ -25,6 +26,13 @@ export interface SlotLockServiceOptions {
    * Default `'drydock_slotlock'`.
    */
   readonly tableName?: string;
+  /**
+   * The session table (SPEC 9), named as `tableName` is; the session migration creates
+   * `drydock_slotlock_session` in the DataSource's own database (or schema), whatever
+   * `tableName` says, so that sessions of an app sharing Phorge's lock table live in the
+   * app's database. Default `'drydock_slotlock_session'`.
+   */
+  readonly sessionTableName?: string;
   /**
    * Longest lock key accepted, in UTF-8 bytes. Longer keys are rejected with a
    * `RangeError` before any query. Default `65535`.
@@ -105,6 +113,7 @@ export const DEFAULT_RETRY: Readonly<RetryOptions> = Object.freeze({
 /** Defaults of {@link SlotLockServiceOptions} (frozen). */
 export const DEFAULT_SLOT_LOCK_OPTIONS = Object.freeze({
   tableName: PHORGE_TABLE_NAME,
+  sessionTableName: SESSION_TABLE_NAME,
   maxKeyBytes: 65535,
   retry: DEFAULT_RETRY,
   wait: DEFAULT_WAIT,
@@ -113,6 +122,7 @@ export const DEFAULT_SLOT_LOCK_OPTIONS = Object.freeze({
 /** Options with every default filled in. */
 export interface ResolvedSlotLockOptions {
   readonly tableName: string;
+  readonly sessionTableName: string;
   readonly maxKeyBytes: number;
   readonly retry: Readonly<RetryOptions>;
   readonly wait: Readonly<WaitOptions>;
@@ -123,22 +133,31 @@ export function resolveSlotLockOptions(options: SlotLockServiceOptions = {}): Re
   if (typeof options !== 'object' || options === null) {
     throw new TypeError('SlotLockService options must be an object');
   }
-  const tableName = options.tableName ?? DEFAULT_SLOT_LOCK_OPTIONS.tableName;
-  if (typeof tableName !== 'string' || !/^[\p{L}\p{N}_$-]{1,64}(\.[\p{L}\p{N}_$-]{1,64})?$/u.test(tableName)) {
-    throw new TypeError(
-      `options.tableName must be a table name, optionally "database.table" or "schema.table", each part of 1 to 64 letters, digits, _, $ or -; got ${JSON.stringify(tableName)}`,
-    );
-  }
+  const tableName = checkTableName(options.tableName ?? DEFAULT_SLOT_LOCK_OPTIONS.tableName, 'options.tableName');
+  const sessionTableName = checkTableName(
+    options.sessionTableName ?? DEFAULT_SLOT_LOCK_OPTIONS.sessionTableName,
+    'options.sessionTableName',
+  );
   const maxKeyBytes = options.maxKeyBytes ?? DEFAULT_SLOT_LOCK_OPTIONS.maxKeyBytes;
   if (!Number.isSafeInteger(maxKeyBytes) || maxKeyBytes < 1) {
     throw new RangeError(`options.maxKeyBytes must be a positive integer, got ${String(maxKeyBytes)}`);
   }
   return Object.freeze({
     tableName,
+    sessionTableName,
     maxKeyBytes,
     retry: resolveRetry(DEFAULT_RETRY, options.retry, 'options.retry'),
     wait: resolveWait(options.wait),
   });
+}
+
+function checkTableName(name: unknown, argumentName: string): string {
+  if (typeof name !== 'string' || !/^[\p{L}\p{N}_$-]{1,64}(\.[\p{L}\p{N}_$-]{1,64})?$/u.test(name)) {
+    throw new TypeError(
+      `${argumentName} must be a table name, optionally "database.table" or "schema.table", each part of 1 to 64 letters, digits, _, $ or -; got ${JSON.stringify(name)}`,
+    );
+  }
+  return name;
 }
 
 /** Applies partial overrides to retry settings, checking each field. */

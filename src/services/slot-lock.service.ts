@@ -21,6 +21,7 @@ import {
   type SlotLockServiceOptions,
 } from './slot-lock.options';
 import { newSessionOwner, Sessions, type ReapedSessions } from '../sessions/sessions';
+import { SessionTable } from '../sessions/session-table';
 import type { SlotLockSession } from '../sessions/slot-lock-session';
 import { waitForLocks, type ReleaseWakeups, type WaitPlan } from '../waiting/wait-for-locks';
 import {
@@ -129,7 +130,11 @@ export class SlotLockService {
     this.#rules = Object.freeze({ maxKeyBytes: this.#options.maxKeyBytes, nulAllowed: dialect.storesNul });
     this.#table = new LockTable(dialect, dialect.tableOf(dataSource, this.#options.tableName));
     this.#connection = new ServiceConnection(dataSource, dialect);
-    this.#sessions = new Sessions(this.#table, this.#connection, this.#options.retry);
+    this.#sessions = new Sessions(
+      new SessionTable(this.#table, dialect.tableOf(dataSource, this.#options.sessionTableName)),
+      this.#connection,
+      this.#options.retry,
+    );
     this.#wakeups = dialect.releaseWakeups?.(dataSource);
   }
 

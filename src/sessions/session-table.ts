@@ -1,6 +1,6 @@
 import type { DataSource, QueryRunner } from 'typeorm';
 import { changeThroughTypeorm, queryThroughTypeorm } from '../compat/typeorm-driver';
-import { sessionTableOf, type SessionSql } from '../dialects/session-sql';
+import type { SessionSql } from '../dialects/session-sql';
 import type { SqlStatement } from '../dialects/dialect';
 import type { LockTable } from '../services/lock-table';
 
@@ -15,16 +15,18 @@ export function reapMarginMs(ttlMs: number): number {
 }
 
 /**
- * The session table beside a lock table (SPEC 9): the statements that open, renew, end
+ * The session table of a lock table (SPEC 9): the statements that open, renew, end
  * and reap sessions, on whatever runs them (a DataSource in autocommit, or a query runner
  * inside a transaction).
  */
 export class SessionTable {
-  readonly name: string;
   readonly #sql: SessionSql;
 
-  constructor(readonly locks: LockTable) {
-    this.name = sessionTableOf(locks.name);
+  constructor(
+    readonly locks: LockTable,
+    /** The session table's name as the dialect quotes it, `schema.table` included. */
+    readonly name: string,
+  ) {
     this.#sql = locks.dialect.sessions;
   }
 

@@ -2,12 +2,11 @@ import { randomBytes } from 'node:crypto';
 import type { QueryRunner } from 'typeorm';
 import { changeThroughTypeorm } from '../compat/typeorm-driver';
 import { publish } from '../diagnostics/slot-lock-channels';
-import type { LockTable } from '../services/lock-table';
 import { ContentionExhausted, retryOnContention } from '../services/retry-on-contention';
 import type { RetryOptions } from '../services/slot-lock.options';
 import { guarded, inCallerTransaction, transactionGone } from '../services/units/caller-transaction-unit';
 import type { ServiceConnection } from '../services/units/service-connection';
-import { SessionTable } from './session-table';
+import type { SessionTable } from './session-table';
 import { SlotLockSession } from './slot-lock-session';
 
 /** What {@link SlotLockService.reapExpiredSessions} freed. */
@@ -38,8 +37,8 @@ export class Sessions {
   readonly #retry: Readonly<RetryOptions>;
   readonly #open = new Map<string, SlotLockSession>();
 
-  constructor(locks: LockTable, connection: ServiceConnection, retry: Readonly<RetryOptions>) {
-    this.#table = new SessionTable(locks);
+  constructor(table: SessionTable, connection: ServiceConnection, retry: Readonly<RetryOptions>) {
+    this.#table = table;
     this.#connection = connection;
     this.#retry = retry;
   }

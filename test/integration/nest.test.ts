@@ -181,6 +181,7 @@ describe('drydock-slotlock/nest', () => {
     expect(app.get(SlotLockService)).toBe(allocator.slotLocks);
     expect(allocator.slotLocks.options).toEqual({
       tableName: 'drydock_slotlock',
+      sessionTableName: 'drydock_slotlock_session',
       maxKeyBytes: 65535,
       retry: { attempts: 10, baseDelayMs: 5, maxDelayMs: 250 },
       wait: { baseDelayMs: 10, maxDelayMs: 100 },
@@ -227,6 +228,7 @@ describe('drydock-slotlock/nest', () => {
     expect(service).toBe(app.get(SlotLockService));
     expect(service.options).toEqual({
       tableName: 'drydock_slotlock',
+      sessionTableName: 'drydock_slotlock_session',
       maxKeyBytes: 200,
       retry: { attempts: 3, baseDelayMs: 5, maxDelayMs: 250 },
       wait: { baseDelayMs: 10, maxDelayMs: 100 },

@@ -1,4 +1,7 @@
 import type { DataSource, QueryRunner } from 'typeorm';
+
+/** An isolation level as TypeORM's `startTransaction` takes it. */
+export type IsolationLevel = NonNullable<Parameters<QueryRunner['startTransaction']>[0]>;
 import type { AutocommitQuery } from './direct-query';
 import type { SessionSql } from './session-sql';
 import type { ReleaseWakeups } from '../waiting/wait-for-locks';
@@ -121,6 +124,13 @@ export interface SlotLockDialect {
    * as the runner would; used while `canSkipQueryRunner` holds for the DataSource.
    */
   readonly autocommitQuery: AutocommitQuery;
+  /**
+   * The isolation of a transaction of the service's own that reads slots and then inserts
+   * one (a session's `acquireSlot`): MySQL's REPEATABLE READ would read every batch in the
+   * snapshot of the first, and report free slots taken since as lost races. Undefined
+   * where the default reads what is committed (PostgreSQL, SQLite).
+   */
+  readonly slotScanIsolation?: IsolationLevel;
   /** The session table's DDL and statements (SPEC 9). */
   readonly sessions: SessionSql;
   /**

@@ -15,6 +15,8 @@ export interface SessionSql {
   insertSession(table: string, ownerPHID: string, ttlMs: number, leaseMs: number): SqlStatement;
   /** Moves a live session's end `leaseMs` from now; changes no row when it has expired or is gone. */
   renewSession(table: string, ownerPHID: string, leaseMs: number): SqlStatement;
+  /** A row `{ live: 1 }` when the session exists and has not expired; no row otherwise. Locks nothing. */
+  selectLive(table: string, ownerPHID: string): SqlStatement;
   /** Deletes a session, live or not. */
   deleteSession(table: string, ownerPHID: string): SqlStatement;
   /** Deletes a session only if it has expired: one row changed means it was dead and is now gone. */
@@ -85,6 +87,12 @@ export function sessionSql(parts: SessionSqlParts): SessionSql {
           `UPDATE ${quoteTable(table)} SET ${expiresAt} = ${nowMs} + ${p(1)} ` +
           `WHERE ${owner} = ${p(2)} AND ${expiresAt} >= ${nowMs}`,
         params: [leaseMs, parts.owner(ownerPHID)],
+      };
+    },
+    selectLive(table, ownerPHID) {
+      return {
+        sql: `SELECT 1 AS live FROM ${quoteTable(table)} WHERE ${owner} = ${p(1)} AND ${expiresAt} >= ${nowMs}`,
+        params: [parts.owner(ownerPHID)],
       };
     },
     deleteSession(table, ownerPHID) {

@@ -68,6 +68,15 @@ export function serializePerConnection<T>(
   return result;
 }
 
+/**
+ * Runs `fn` as outside every unit, whatever the code that scheduled it ran in: for work
+ * of the service's own that a timer starts (a session's heartbeat), which would otherwise
+ * inherit the unit its timer was set in and run inside it, or beside a later unit.
+ */
+export function outsideUnits<T>(fn: () => T): T {
+  return held.exit(fn);
+}
+
 /** True when the current code runs inside a reentrant unit of `key` (see {@link serializePerConnection}). */
 export function insideUnitOf(key: object): boolean {
   return held.getStore()?.has(key) === true;

@@ -236,17 +236,18 @@ export class SlotLockService {
     let retry: Readonly<RetryOptions>;
     let callerRunner: QueryRunner | undefined;
     let wait: WaitPlan | undefined;
+    let session: SlotLockSession | undefined;
     try {
       owner = checkOwner(ownerPHID, this.#rules);
       locks = prepareLocks(lockKeys, this.#rules);
       retry = this.#retryFor(options);
       callerRunner = this.#callerRunnerOf(options);
       wait = this.#waitPlanFor(options, callerRunner !== undefined);
+      session = this.#sessions.of(owner);
     } catch (error) {
       return Promise.reject(error);
     }
     if (locks.length === 0) return Promise.resolve();
-    const session = this.#sessions.of(owner);
     const once = (): Promise<void> => this.#acquireOnce(owner, locks, retry, callerRunner, session);
     const reaping = (): Promise<void> => this.#reapingHolders(once, callerRunner);
     const acquiring =
@@ -477,7 +478,7 @@ export class SlotLockService {
     checkWait(options, false);
     this.#retryFor(options);
 
-    const session = ttlMs === undefined ? undefined : await this.openSession({ ttlMs, ownerPHID: owner });
+    const session = ttlMs === undefined ? undefined : await this.#sessions.open(owner, ttlMs, false);
     const release = (): Promise<number> => (session !== undefined ? session.close() : this.releaseLocks(owner));
     try {
       await this.acquireLocks(owner, keys, { waitMs: options.waitMs, signal: options.signal, retry: options.retry });
@@ -567,10 +568,19 @@ export class SlotLockService {
           () =>
             this.#connection.exclusive(
               (dataSource) =>
-                this.#connection.transaction(dataSource, async (runner) => {
-                  await this.#sessions.renewIn(session, runner);
-                  return takeSlot(family, callerSlotTries(this.#table, runner, owner, family, this.#readLockMap));
-                }),
+                this.#connection.transaction(
+                  dataSource,
+                  async (runner) => {
+                    await this.#sessions.checkLive(session, runner);
+                    const taken = await takeSlot(
+                      family,
+                      callerSlotTries(this.#table, runner, owner, family, this.#readLockMap),
+                    );
+                    await this.#sessions.renewIn(session, runner); // its end counts from this COMMIT
+                    return taken;
+                  },
+                  this.#table.dialect.slotScanIsolation,
+                ),
               true,
             ),
           reportRetry(owner, 'acquireSlot'),
@@ -596,8 +606,11 @@ export class SlotLockService {
   }
 
   /**
-   * One unit of the service's own transaction: a session's check, the locks, `work`, and
-   * COMMIT (unless `signal` aborted before it); contention anywhere retries the whole unit.
+   * One unit of the service's own transaction: a session's check, the locks, `work`, the
+   * session's renewal, and COMMIT (unless `signal` aborted before it); contention anywhere
+   * retries the whole unit. The session is read at the start without locking its row (its
+   * heartbeat goes on during `work`) and renewed last, holding its row until COMMIT: a
+   * session lost or closed meanwhile commits nothing.
    */
   async #unit<T>(
     owner: string,
@@ -616,10 +629,12 @@ export class SlotLockService {
           this.#connection.exclusive(
             (dataSource) =>
               this.#connection.transaction(dataSource, async (runner) => {
-                if (session !== undefined) await this.#sessions.renewIn(session, runner);
+                if (session !== undefined) await this.#sessions.checkLive(session, runner);
                 await insertOrReport(this.#table, runner, owner, locks);
                 const result = await runWork(this.#table, runner, work);
                 signal?.throwIfAborted(); // rolls the unit back
+                // The session's end counts from this COMMIT, and no reaper can delete it before.
+                if (session !== undefined) await this.#sessions.renewIn(session, runner);
                 return result;
               }),
             true,

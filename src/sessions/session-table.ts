@@ -46,6 +46,12 @@ export class SessionTable {
     return this.#sql.isMissingTable(error);
   }
 
+  /** True when `owner`'s session exists and has not expired, read without locking its row. */
+  async isLive(db: DataSource | QueryRunner, owner: string): Promise<boolean> {
+    const { sql, params } = this.#sql.selectLive(this.name, owner);
+    return ((await queryThroughTypeorm(db, sql, [...params])) as unknown[]).length > 0;
+  }
+
   /** The owners among `owners` whose session has expired (none when the table is missing). */
   async expiredAmong(db: DataSource | QueryRunner, owners: readonly string[]): Promise<string[]> {
     if (owners.length === 0) return [];
@@ -74,13 +80,20 @@ export class SessionTable {
     return changeThroughTypeorm(runner, locks.sql, [...locks.params]);
   }
 
-  /** Inside a transaction on `runner`: releases `owner`'s locks and deletes its session; resolves to the locks released. */
+  /**
+   * Inside a transaction on `runner`: deletes `owner`'s session, then releases its locks;
+   * resolves to the locks released. The row first, as in {@link reap}: its DELETE waits for
+   * an acquisition of the session in flight (which holds the row from its renewal to its
+   * COMMIT), and the locks' DELETE, a later statement, then sees what that one committed;
+   * an acquisition that comes after finds no row and takes nothing. The other way round,
+   * PostgreSQL's locks DELETE could miss the rows of an acquisition committing meanwhile,
+   * and leave them to an owner without a session, held for ever.
+   */
   async end(runner: QueryRunner, owner: string): Promise<number> {
-    const locks = this.locks.deleteByOwner(owner);
-    const released = await changeThroughTypeorm(runner, locks.sql, [...locks.params]);
     const session = this.delete(owner);
     await changeThroughTypeorm(runner, session.sql, [...session.params]);
-    return released;
+    const locks = this.locks.deleteByOwner(owner);
+    return changeThroughTypeorm(runner, locks.sql, [...locks.params]);
   }
 }
 

@@ -6,8 +6,10 @@ import { ContentionExhausted, retryOnContention } from '../services/retry-on-con
 import type { RetryOptions } from '../services/slot-lock.options';
 import { guarded, inCallerTransaction, transactionGone } from '../services/units/caller-transaction-unit';
 import type { ServiceConnection } from '../services/units/service-connection';
+import { outsideUnits } from '../services/serialize-per-connection';
 import type { SessionTable } from './session-table';
 import { SlotLockSession } from './slot-lock-session';
+import { SlotLockSessionLostError } from '../errors/slot-lock-session-lost.error';
 
 /** What {@link SlotLockService.reapExpiredSessions} freed. */
 export interface ReapedSessions {
@@ -19,6 +21,21 @@ export interface ReapedSessions {
 
 /** Owners reaped per round of a bulk reap. */
 const REAP_BATCH = 100;
+
+/**
+ * Owners of sessions this service closed that it still refuses (the most recent ones): an
+ * acquisition by a closed session's owner would otherwise take locks that no session
+ * renews and none ever reaps. Bounded, so that a long-lived service opening a session per
+ * job does not grow without end.
+ */
+const CLOSED_OWNERS_KEPT = 10_000;
+
+/** Throws when `session` may take no more locks: lost, or closed (or closing). */
+function refuseIfEnded(session: SlotLockSession): void {
+  const lost = session.lostReason;
+  if (lost !== undefined) throw lost;
+  if (session.closed) throw new SlotLockSessionLostError(session.ownerPHID, 'it was closed');
+}
 
 /** A new session owner, shaped as Phorge's PHIDs are: `PHID-SESS-` and 20 characters of [a-z0-9]. */
 export function newSessionOwner(): string {
@@ -36,6 +53,7 @@ export class Sessions {
   readonly #connection: ServiceConnection;
   readonly #retry: Readonly<RetryOptions>;
   readonly #open = new Map<string, SlotLockSession>();
+  readonly #closed = new Set<string>();
 
   constructor(table: SessionTable, connection: ServiceConnection, retry: Readonly<RetryOptions>) {
     this.#table = table;
@@ -43,13 +61,25 @@ export class Sessions {
     this.#retry = retry;
   }
 
-  /** The session of `owner` this process opened and has not closed. */
+  /**
+   * The session of `owner` this process opened and has not closed, for an acquisition by
+   * `owner`; throws when `owner`'s session here was closed (see {@link CLOSED_OWNERS_KEPT}).
+   */
   of(owner: string): SlotLockSession | undefined {
-    return this.#open.get(owner);
+    const session = this.#open.get(owner);
+    if (session === undefined && this.#closed.has(owner)) {
+      throw new SlotLockSessionLostError(owner, 'it was closed: open a new session to take locks again');
+    }
+    return session;
   }
 
-  /** Writes a session's row (taking over an expired one of the same owner) and starts its heartbeat. */
-  async open(owner: string, ttlMs: number): Promise<SlotLockSession> {
+  /**
+   * Writes a session's row (taking over an expired one of the same owner) and starts its
+   * heartbeat. `refusedOnceClosed`: whether the owner is refused locks after `close()` (a
+   * session the caller holds, which it might go on using); not for one `withLocks` opened
+   * and closed itself, whose owner the caller may use as a plain owner afterwards.
+   */
+  async open(owner: string, ttlMs: number, refusedOnceClosed = true): Promise<SlotLockSession> {
     if (this.#open.has(owner)) {
       throw new Error(
         `drydock-slotlock: a session of ${JSON.stringify(owner)} is open already in this process: close it first`,
@@ -75,16 +105,22 @@ export class Sessions {
       owner,
       ttlMs,
       {
-        renew: async () => (await this.#autocommit(this.#table.renew(owner, ttlMs))) > 0,
+        // From a timer, which would inherit the unit (SQLite) openSession was called in.
+        renew: () => outsideUnits(async () => (await this.#autocommit(this.#table.renew(owner, ttlMs))) > 0),
         end: () => this.#end(owner),
         discard: () => this.#autocommit(this.#table.delete(owner)).then(() => undefined),
         closed: () => {
-          if (this.#open.get(owner) === session) this.#open.delete(owner);
+          if (this.#open.get(owner) !== session) return;
+          this.#open.delete(owner);
+          if (!refusedOnceClosed) return;
+          this.#closed.add(owner);
+          if (this.#closed.size > CLOSED_OWNERS_KEPT) this.#closed.delete(this.#closed.values().next().value!);
         },
       },
       startedAt,
     );
     this.#open.set(owner, session);
+    this.#closed.delete(owner);
     return session;
   }
 
@@ -95,10 +131,22 @@ export class Sessions {
    * session between this check and the locks' commit.
    */
   async renewIn(session: SlotLockSession, runner: QueryRunner): Promise<void> {
-    const lost = session.lostReason;
-    if (lost !== undefined) throw lost;
+    refuseIfEnded(session);
     const { sql, params } = this.#table.renew(session.ownerPHID, session.ttlMs);
     if ((await changeThroughTypeorm(runner, sql, [...params])) === 0) {
+      throw session.lose('its row expired or was deleted (reaped by another process) before this acquisition');
+    }
+  }
+
+  /**
+   * Inside the service's own transaction on `runner`, before it takes locks for
+   * `session`: throws its SlotLockSessionLostError unless it still lives. Reads without
+   * locking the row, so that the session's heartbeat is not held up by the unit's work;
+   * the unit renews the session ({@link renewIn}) just before its COMMIT.
+   */
+  async checkLive(session: SlotLockSession, runner: QueryRunner): Promise<void> {
+    refuseIfEnded(session);
+    if (!(await this.#table.isLive(runner, session.ownerPHID))) {
       throw session.lose('its row expired or was deleted (reaped by another process) before this acquisition');
     }
   }

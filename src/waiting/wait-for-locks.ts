@@ -1,3 +1,4 @@
+import { addAbortListener } from 'node:events';
 import { SlotLockException } from '../errors/slot-lock.exception';
 
 /** How waiters poll for held locks to be released (SPEC 10): jittered, growing pauses. */
@@ -102,15 +103,18 @@ function pause(ms: number, signal: AbortSignal | undefined, onWake: (resume: () 
   return new Promise<void>((resolve, reject) => {
     const done = (): void => {
       clearTimeout(timer);
-      signal?.removeEventListener('abort', aborted);
+      listening?.[Symbol.dispose]();
       resolve();
     };
-    const aborted = (): void => {
-      clearTimeout(timer);
-      reject(signal!.reason);
-    };
     const timer = setTimeout(done, Math.max(0, ms));
-    signal?.addEventListener('abort', aborted, { once: true });
+    // addAbortListener: many waits on one long-lived signal are not a listener leak to warn of.
+    const listening =
+      signal === undefined
+        ? undefined
+        : addAbortListener(signal, () => {
+            clearTimeout(timer);
+            reject(signal.reason);
+          });
     onWake(done);
   });
 }

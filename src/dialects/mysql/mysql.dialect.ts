@@ -228,6 +228,8 @@ export const mysqlDialect: SlotLockDialect = Object.freeze({
 
   autocommitQuery: mysqlAutocommitQuery,
 
+  slotScanIsolation: 'READ COMMITTED',
+
   sessions: sessionSql({
     quoteTable,
     quoteColumn: quoteIdentifier,

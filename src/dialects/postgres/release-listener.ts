@@ -33,6 +33,8 @@ export class PostgresReleaseListener implements ReleaseWakeups {
   readonly #subscribers = new Set<() => void>();
   #client: PostgresListeningClient | undefined;
   #listening: Promise<void> | undefined;
+  /** The flag's slots the listening connection could not take yet. */
+  #missingSlots: number[] = [];
 
   private constructor(dataSource: DataSource) {
     this.#dataSource = dataSource;
@@ -50,7 +52,8 @@ export class PostgresReleaseListener implements ReleaseWakeups {
 
   async subscribe(onRelease: () => void): Promise<() => void> {
     this.#subscribers.add(onRelease);
-    this.#listening ??= this.#listen();
+    if (this.#listening === undefined) this.#listening = this.#listen();
+    else if (this.#missingSlots.length > 0) void this.#listening.then(() => this.#raiseFlag()); // slots a release held
     await this.#listening;
     return () => {
       this.#subscribers.delete(onRelease);
@@ -61,6 +64,7 @@ export class PostgresReleaseListener implements ReleaseWakeups {
   async #listen(): Promise<void> {
     const client = newPostgresClient(this.#dataSource);
     this.#client = client;
+    this.#missingSlots = Array.from({ length: WAITERS_LOCK_SLOTS }, (_, slot) => slot);
     client.on('notification', (message) => {
       if (message.channel !== RELEASE_CHANNEL) return;
       for (const wake of [...this.#subscribers]) wake();
@@ -72,19 +76,42 @@ export class PostgresReleaseListener implements ReleaseWakeups {
     client.on('error', dropped);
     client.on('end', dropped);
     const sql = `LISTEN ${RELEASE_CHANNEL}`;
-    // Listening first, then telling releases so: no release that saw the flag goes unheard.
-    const flag = `SELECT pg_advisory_lock_shared(${WAITERS_LOCK_KEY}, slot) FROM generate_series(0, ${WAITERS_LOCK_SLOTS - 1}) AS slot`;
     try {
       await client.connect();
       client.connection?.stream?.unref?.();
-      for (const statement of [sql, flag]) {
-        this.#dataSource.logger.logQuery(statement, []);
-        await client.query(statement);
-      }
+      this.#dataSource.logger.logQuery(sql, []);
+      await client.query(sql);
+      // Listening first, then telling releases so: no release that saw the flag goes unheard.
+      await this.#raiseFlag();
     } catch (error) {
       this.#dataSource.logger.logQueryError(error instanceof Error ? error.message : String(error), sql, []);
       if (this.#client === client) this.#forget();
       await client.end().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Takes the shared advisory locks that tell releases someone listens, each only if it is
+   * free now: a release inside an app's open transaction holds its slot until that
+   * transaction ends, and waiting for it would hold every waiter up (their waits have
+   * deadlines). A slot missed is tried again at the next waiter's subscription; meanwhile
+   * a release that happens to pick it is noticed by polling.
+   */
+  async #raiseFlag(): Promise<void> {
+    const client = this.#client;
+    const slots = this.#missingSlots;
+    if (client === undefined || slots.length === 0) return;
+    this.#missingSlots = [];
+    const flag =
+      `SELECT slot FROM unnest('{${slots.join(',')}}'::int[]) AS slot ` +
+      `WHERE NOT pg_try_advisory_lock_shared(${WAITERS_LOCK_KEY}, slot)`;
+    this.#dataSource.logger.logQuery(flag, []);
+    try {
+      const missed = (await client.query(flag)) as { rows: Array<{ slot: number }> };
+      if (this.#client === client) this.#missingSlots.push(...missed.rows.map((row) => row.slot));
+    } catch {
+      // A failure leaves the waiters to their polling; the slots are tried again.
+      if (this.#client === client) this.#missingSlots.push(...slots);
     }
   }
 

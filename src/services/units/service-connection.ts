@@ -1,4 +1,5 @@
 import type { DataSource, QueryRunner } from 'typeorm';
+import type { IsolationLevel } from '../../dialects/dialect';
 import { changeThroughTypeorm } from '../../compat/typeorm-driver';
 import { driverErrorOf } from '../../errors/driver-error-of';
 import type { SlotLockDialect, SqlStatement } from '../../dialects/dialect';
@@ -68,9 +69,13 @@ export class ServiceConnection {
    * Runs `fn` in a transaction of the service's own (TypeORM's query-runner pattern:
    * start, commit in `try`, roll back in `catch`, release in `finally`).
    */
-  transaction<T>(dataSource: DataSource, fn: (runner: QueryRunner) => Promise<T>): Promise<T> {
+  transaction<T>(
+    dataSource: DataSource,
+    fn: (runner: QueryRunner) => Promise<T>,
+    isolation?: IsolationLevel,
+  ): Promise<T> {
     return this.withRunner(dataSource, async (runner) => {
-      await runner.startTransaction();
+      await runner.startTransaction(isolation);
       try {
         const result = await fn(runner);
         await runner.commitTransaction();

@@ -14,18 +14,24 @@
  *               MariaDB, PostgreSQL and SQLite;
  *   galera      the cycle on one server against a three-node Galera cluster (callers on
  *               one node or spread over three), and the table-size curve on the cluster
- *               (starts and stops scripts/galera.sh; needs galera-4 and rsync).
+ *               (starts and stops scripts/galera.sh; needs galera-4 and rsync);
+ *   fairness    callers that wait: 8 waiters on one key, and a 10-key set against a
+ *               stream of one-key callers, each a process of its own, on MariaDB,
+ *               PostgreSQL and SQLite (longest wait against the median; starvation).
+ * `BENCH_SECTIONS=fairness npm run bench:full` runs that section alone and rewrites only
+ * its part of docs/benchmarks.md (between its markers), keeping the other sections.
  * Every comparison is a ratio from one interleaved run (bench/lib/interleave.ts), the
  * median of several rounds.
  *
- * Tunables (environment): BENCH_SECTIONS (peers,table-size,batch,contention,slots,galera),
+ * Tunables (environment): BENCH_SECTIONS (peers,table-size,batch,contention,slots,galera,fairness),
  * BENCH_SLOT_LIMITS (4,100,1000,10000,100000,1000000),
  * BENCH_OUT_DIR (docs), BENCH_FULL_ROUNDS (6), BENCH_FULL_SLICE_MS (500),
- * BENCH_FILL_ROWS (1000000: the largest table size), SLOTLOCK_BENCH_MYSQL_URL,
+ * BENCH_FILL_ROWS (1000000: the largest table size), BENCH_FAIRNESS_MS (10000: each fairness
+ * scenario's length), SLOTLOCK_BENCH_MYSQL_URL,
  * SLOTLOCK_BENCH_POSTGRES_URL, SLOTLOCK_BENCH_REDIS_URL.
  */
 import 'reflect-metadata';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Client } from 'pg';
@@ -37,13 +43,20 @@ import { mysqlVersion, openMysqlPool, recreateMysqlDatabase } from './lib/engine
 import { describeMachine, machineLine } from './lib/machine';
 import { benchBatchSize, heapGrowth, peakRssDelta, summarizeBatch } from './full/batch-size';
 import { benchContention, summarizeContention } from './full/contention';
+import {
+  benchFairness,
+  fairnessSection,
+  spliceFairnessSection,
+  summarizeOneKey,
+  summarizeSetVsStream,
+} from './full/fairness';
 import { benchGalera, galeraRatio } from './full/galera';
 import { benchPeers, peerRatio } from './full/peers';
 import { CHART_FILES, TABLE_SIZE_TARGET, renderCharts, renderMarkdown, type FullResults } from './full/report';
 import { benchSlotLimits, summarizeSlotLimits, type SlotEngine } from './full/slot-limits';
 import { benchTableSize, summarizeTableSize } from './full/table-size';
 
-const SECTIONS = ['peers', 'table-size', 'batch', 'contention', 'slots', 'galera'] as const;
+const SECTIONS = ['peers', 'table-size', 'batch', 'contention', 'slots', 'galera', 'fairness'] as const;
 type Section = (typeof SECTIONS)[number];
 
 function sectionsFromEnv(): Set<Section> {
@@ -60,6 +73,7 @@ function sectionsFromEnv(): Set<Section> {
 const ROUNDS = positiveIntFromEnv('BENCH_FULL_ROUNDS', 6);
 const SLICE_MS = positiveIntFromEnv('BENCH_FULL_SLICE_MS', 500);
 const FILL_ROWS = positiveIntFromEnv('BENCH_FILL_ROWS', 1_000_000);
+const FAIRNESS_MS = positiveIntFromEnv('BENCH_FAIRNESS_MS', 10_000);
 const OUT_DIR = path.resolve(process.env.BENCH_OUT_DIR ?? path.join(__dirname, '..', 'docs'));
 const SLOT_LIMITS = (process.env.BENCH_SLOT_LIMITS ?? '4,100,1000,10000,100000,1000000').split(',').map((value) => {
   const limit = Number(value);
@@ -158,6 +172,18 @@ function printHeadlines(results: FullResults): void {
           `3 nodes ${formatRatio(galeraRatio(item, 2))}`,
       );
   }
+  if (results.fairness !== undefined) {
+    const { durationMs } = results.fairness.settings;
+    for (const engine of results.fairness.engines) {
+      const one = summarizeOneKey(engine);
+      const set = summarizeSetVsStream(engine, durationMs);
+      lines.push(
+        `  fairness on ${engine.engine}: one key, wait median ${one.medianMs.toFixed(1)} ms, longest ` +
+          `${one.maxMs.toFixed(0)} ms, per waiter ${one.perWaiter.join('/')}; the set got all its keys ` +
+          `${set.set.acquisitions} times, longest wait ${set.set.maxMs.toFixed(0)} ms${set.starved ? ' (STARVED)' : ''}`,
+      );
+    }
+  }
   console.log(lines.join('\n'));
 }
 
@@ -230,16 +256,33 @@ async function main(): Promise<void> {
     );
     results = { ...results, galera };
   }
+  if (sections.has('fairness')) {
+    progress('Fairness of waiting\n');
+    const fairness = await benchFairness(
+      {
+        engines: SLOT_ENGINES,
+        durationMs: FAIRNESS_MS,
+        holdMs: 2,
+        oneKeyWaiters: 8,
+        setKeys: 10,
+        streamCallers: 6,
+      },
+      progress,
+    );
+    results = { ...results, fairness };
+  }
   results = { ...results, seconds: (performance.now() - started) / 1000 };
 
   mkdirSync(OUT_DIR, { recursive: true });
   const markdownFile = path.join(OUT_DIR, 'benchmarks.md');
+  // Fairness alone: its part of the existing page is replaced, every other section's figures stay.
+  const fairnessOnly = sections.size === 1 && results.fairness !== undefined;
+  const markdown = fairnessOnly
+    ? spliceFairnessSection(readFileSync(markdownFile, 'utf8'), fairnessSection(results.fairness!))
+    : renderMarkdown(results);
   // Formatted as the repository's Prettier settings want it, so that `npm run lint` passes on it.
   const prettierOptions = (await prettier.resolveConfig(markdownFile)) ?? {};
-  writeFileSync(
-    markdownFile,
-    await prettier.format(renderMarkdown(results), { ...prettierOptions, filepath: markdownFile }),
-  );
+  writeFileSync(markdownFile, await prettier.format(markdown, { ...prettierOptions, filepath: markdownFile }));
   for (const [file, svg] of Object.entries(renderCharts(results))) writeFileSync(path.join(OUT_DIR, file), svg);
   printHeadlines(results);
   console.log(

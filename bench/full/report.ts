@@ -8,6 +8,7 @@ import { contentionPerThousand } from '../lib/closed-loop';
 import { barChart, lineChart, svgDocument, type Panel } from '../lib/svg';
 import { heapGrowth, peakRssDelta, summarizeBatch, type BatchResult } from './batch-size';
 import { summarizeContention, type ContentionResult } from './contention';
+import { fairnessSection, type FairnessResult } from './fairness';
 import { GALERA_ARMS, galeraRate, galeraRatio, type GaleraCase, type GaleraResult } from './galera';
 import { PEER_LABELS, peerRate, peerRatio, type PeersResult } from './peers';
 import { summarizeSlotLimits, type SlotLimitsResult } from './slot-limits';
@@ -24,6 +25,7 @@ export interface FullResults {
   readonly contention?: ContentionResult;
   readonly slots?: SlotLimitsResult;
   readonly galera?: GaleraResult;
+  readonly fairness?: FairnessResult;
 }
 
 /** The slot target (issue 13): at limits of 100,000 and 1,000,000, within this times the latency at limit 4. */
@@ -749,6 +751,7 @@ export function renderMarkdown(results: FullResults): string {
   if (results.contention !== undefined) sections.push(contentionSection(results.contention));
   if (results.slots !== undefined) sections.push(slotLimitsSection(results.slots));
   if (results.galera !== undefined) sections.push(galeraSection(results.galera, results.tableSize));
+  if (results.fairness !== undefined) sections.push(fairnessSection(results.fairness), '');
   return sections.join('\n');
 }
 

@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import type { KillCallerResult, KillChunkedResult, ShutdownResult } from './faults';
 import { FIGURES_FILE, readFigures, type FiguresFile } from './figures';
 import type { runAllocation, runContention } from './scenarios';
+import { sessionFiguresMarkdown } from './session-figures';
 import { REPO_ROOT } from './servers';
 
 export const DOC_FILE = path.join(REPO_ROOT, 'docs', 'guarantees.md');
@@ -247,6 +248,7 @@ export function renderFigures(figures: FiguresFile = readFigures()): string {
       badInputRows(figures),
     ),
     '',
+    ...sessionFiguresMarkdown(figures),
     END,
   ].join('\n');
 }

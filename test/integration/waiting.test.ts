@@ -195,6 +195,37 @@ describe.each(ENGINES)('SPEC 10 waiting and cancellation on $name', (engine) => 
     expect(await lockRows(dataSource)).toEqual([]);
   });
 
+  test('an abort while a try is in flight rejects when that try returns, not after the pause that would follow it', async () => {
+    // Pauses of 2.5 to 5 s between tries: a rejection within 1.5 s did not sit one out.
+    const slow = new SlotLockService(dataSource, { wait: { baseDelayMs: 5000, maxDelayMs: 5000 } });
+    await otherService.acquireLocks(HOLDER, ['w(1)', 'pool.slot(0)']);
+    let ran = 0;
+    const calls: Array<[string, (signal: AbortSignal) => Promise<unknown>]> = [
+      ['acquireLocks', (signal) => slow.acquireLocks(WAITER, ['w(0)', 'w(1)'], { waitMs: 60_000, signal })],
+      ['acquireSlot', (signal) => slow.acquireSlot(WAITER, 'pool', 1, { waitMs: 60_000, signal })],
+      [
+        'commitWithLocks',
+        (signal) => slow.commitWithLocks(WAITER, ['w(1)'], () => (ran += 1), { waitMs: 60_000, signal }),
+      ],
+      ['withLocks', (signal) => slow.withLocks(WAITER, ['w(1)'], () => (ran += 1), { waitMs: 60_000, signal })],
+    ];
+    for (const [label, call] of calls) {
+      const controller = new AbortController();
+      const started = Date.now();
+      const waiting = call(controller.signal);
+      controller.abort(); // the call's first try has been sent, and has not returned
+      const error = await waiting.catch((e: unknown) => e);
+      expect({ label, error }).toEqual({ label, error: controller.signal.reason });
+      expect({ label, withinASecondAndAHalf: Date.now() - started < 1500 }).toEqual({
+        label,
+        withinASecondAndAHalf: true,
+      });
+    }
+    expect(ran).toBe(0);
+    expect(await holders(dataSource)).toEqual({ 'w(1)': HOLDER, 'pool.slot(0)': HOLDER });
+    await slow.close();
+  });
+
   test('an abort racing the release: each call either holds every lock it asked for, or rejects holding none', async () => {
     const outcomes = { took: 0, aborted: 0 };
     for (let round = 0; round < 16; round += 1) {

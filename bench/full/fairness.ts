@@ -317,8 +317,45 @@ export const FAIRNESS_END = '<!-- bench:fairness:end -->';
 const ms = (value: number): string => (Number.isNaN(value) ? '-' : formatMs(value));
 const longest = (summary: WaitSummary): string =>
   `${ms(summary.maxMs)}${summary.maxUnfinished ? ' (still waiting at the end)' : ''}`;
-const ratio = (summary: WaitSummary): string =>
-  summary.acquisitions === 0 || summary.medianMs === 0 ? '-' : formatRatio(summary.maxMs / summary.medianMs);
+const ratio = (summary: WaitSummary): string => {
+  if (summary.acquisitions === 0 || summary.medianMs === 0) return '-';
+  const value = summary.maxMs / summary.medianMs;
+  return value >= 100 ? `${formatCount(value)}x` : formatRatio(value);
+};
+const howLong = (waitMs: number): string => (waitMs >= 1000 ? `${(waitMs / 1000).toFixed(1)} s` : `${ms(waitMs)} ms`);
+const engineLabel = (engine: FairnessEngine): string => (engine === 'postgres' ? 'postgres (NOTIFY)' : engine);
+
+/** What the set-against-stream table says, engine by engine, and what starvation would take to fix. */
+function setVsStreamText(result: FairnessResult, summaries: readonly SetVsStreamSummary[]): string {
+  const { setKeys, durationMs } = result.settings;
+  const seconds = durationMs / 1000;
+  const each = summaries.map((s) => {
+    const got =
+      s.set.acquisitions === 0
+        ? `never got all ${setKeys} keys in ${seconds} s`
+        : `got all ${setKeys} keys ${s.set.acquisitions} times in ${seconds} s, its longest wait ` +
+          `${howLong(s.set.maxMs)}${s.set.maxUnfinished ? ', still waiting at the end' : ''}`;
+    return `${engineLabel(s.engine)} ${got}${s.starved ? ': **starved**' : ''}`;
+  });
+  const starved = summaries.filter((s) => s.starved);
+  const verdict =
+    starved.length === 0
+      ? 'The set did not starve here (it got its keys, and no wait of it lasted half the run), but it waited ' +
+        'far longer than the one-key callers.'
+      : `**The set starves** on ${starved.map((s) => engineLabel(s.engine)).join(', ')} (starving: it never got ` +
+        'its keys, or one of its waits lasted half the run or more).';
+  return (
+    `${each.join('; ')}. ${verdict} Waiting is not queued: a waiter only retries the all-or-nothing INSERT, ` +
+    'and it succeeds only at a moment when every one of its keys is free at once, which a steady stream of ' +
+    'one-key callers (each key free again within milliseconds, but some key held nearly always) seldom leaves. ' +
+    'A wake-up on release (NOTIFY) makes the set try sooner after each release, but it still needs all its keys ' +
+    'free at that moment. What would fix it: a queue (a ticket table: each waiter writes a ticket per key, and ' +
+    'an acquisition yields to an older ticket on any of its keys), or a reservation written before waiting (the ' +
+    'set takes the keys it can get and holds them, in key order so that two sets cannot deadlock, while it waits ' +
+    'for the rest), which trades the set’s starvation for the one-key callers’ waits. Until then, take a large ' +
+    'set in smaller units, or make one-key callers pause while a large set waits.'
+  );
+}
 
 /** What the one-key table shows that a reader should not have to work out: starved waiters, PostgreSQL's connections. */
 function oneKeyNotes(result: FairnessResult, summaries: readonly OneKeySummary[]): string {
@@ -326,12 +363,16 @@ function oneKeyNotes(result: FairnessResult, summaries: readonly OneKeySummary[]
   const notes: string[] = [];
   for (const summary of summaries) {
     const fewest = Math.min(...summary.perWaiter);
-    if (fewest === 0 || summary.maxUnfinished) {
+    if (fewest === 0 || summary.maxMs >= result.settings.durationMs / 2) {
+      const what =
+        fewest === 0
+          ? `one waiter got the key not once in ${seconds} s`
+          : summary.maxUnfinished
+            ? `one waiter was still waiting after ${howLong(summary.maxMs)}`
+            : `one wait lasted ${howLong(summary.maxMs)}`;
       notes.push(
-        `On ${summary.engine} a waiter starved: ${fewest === 0 ? `one got the key not once in ${seconds} s` : `one was still waiting after ${(summary.maxMs / 1000).toFixed(1)} s`}` +
-          (summary.engine === 'sqlite'
-            ? ' (a release and the next try of the same process take microseconds there).'
-            : '.'),
+        `On ${summary.engine} a waiter starved: ${what}` +
+          (summary.engine === 'sqlite' ? ' (a release and the same process’s next try take microseconds there).' : '.'),
       );
     }
   }
@@ -360,8 +401,7 @@ export function fairnessSection(result: FairnessResult): string {
   const seconds = settings.durationMs / 1000;
   const oneKey = result.engines.map(summarizeOneKey);
   const setVsStream = result.engines.map((engine) => summarizeSetVsStream(engine, settings.durationMs));
-  const starved = setVsStream.filter((summary) => summary.starved);
-  const how = (engine: FairnessEngine): string => (engine === 'postgres' ? 'postgres (NOTIFY)' : engine);
+  const how = engineLabel;
   return [
     FAIRNESS_BEGIN,
     '',
@@ -434,25 +474,7 @@ export function fairnessSection(result: FairnessResult): string {
       ]),
     ),
     '',
-    starved.length === 0
-      ? `The set was not starved on any engine here: its longest wait stayed under half the run.`
-      : `**The set starves** on ${starved.map((s) => how(s.engine)).join(', ')}: ` +
-        starved
-          .map((s) =>
-            s.set.acquisitions === 0
-              ? `${how(s.engine)} never got all ${settings.setKeys} keys in ${seconds} s`
-              : `${how(s.engine)} got them ${s.set.acquisitions} times, once after waiting ${seconds >= 1 ? `${(s.set.maxMs / 1000).toFixed(1)} s` : ms(s.set.maxMs)}`,
-          )
-          .join('; ') +
-        '. Waiting is not queued: a waiter only retries the all-or-nothing INSERT, and it succeeds only at a ' +
-        'moment when every one of its keys is free at once, which a steady stream of one-key callers (each key ' +
-        'free again within milliseconds, but some key held nearly always) may never leave. A wake-up on release ' +
-        '(NOTIFY) does not help: it makes the set try sooner, not find all its keys free. What would fix it: a ' +
-        'queue (a ticket table: each waiter writes a ticket per key, and an acquisition yields to an older ' +
-        'ticket on any of its keys), or a reservation written before waiting (the set takes the keys it can ' +
-        'get and holds them, in key order so that two sets cannot deadlock, while it waits for the rest), which ' +
-        'trades the set’s starvation for the one-key callers’ waits. Until then, take a large set in smaller ' +
-        'units, or make one-key callers pause when a large set is waiting.',
+    setVsStreamText(result, setVsStream),
     '',
     FAIRNESS_END,
   ].join('\n');

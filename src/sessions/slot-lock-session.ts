@@ -132,6 +132,8 @@ export class SlotLockSession {
   /** A renewal that began at `startedAt` succeeded: the session is lost a TTL after it, unless renewed again. */
   #renewedSince(startedAt: number): void {
     clearTimeout(this.#lossTimer);
+    // A heartbeat that returns after close() began arms nothing: a closed session is never lost.
+    if (this.#closing !== undefined) return;
     const remaining = Math.max(0, startedAt + this.ttlMs - performance.now());
     this.#lossTimer = setTimeout(() => {
       this.lose(`no heartbeat reached the database within its TTL (${this.ttlMs} ms)`, this.#lastError);

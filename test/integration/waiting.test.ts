@@ -317,8 +317,8 @@ describe.each(ENGINES)('SPEC 10 waiting and cancellation on $name', (engine) => 
     const onConflict = jest.fn();
     // Aborted inside work, before the unit commits.
     const inWork = new AbortController();
-    await expect(
-      service.commitWithLocks(
+    const inWorkError: unknown = await service
+      .commitWithLocks(
         WAITER,
         ['job(2)'],
         async (manager) => {
@@ -327,8 +327,10 @@ describe.each(ENGINES)('SPEC 10 waiting and cancellation on $name', (engine) => 
           return 'done';
         },
         { waitMs: 5000, signal: inWork.signal, onConflict },
-      ),
-    ).rejects.toBeDefined();
+      )
+      .catch((error: unknown) => error);
+    expect(inWorkError).toBe(inWork.signal.reason);
+    expect((inWorkError as Error).name).toBe('AbortError');
     expect(await countRows(dataSource, 'wait_work')).toBe(0);
     expect(await lockRows(dataSource)).toEqual([]);
 

@@ -114,7 +114,9 @@ export const sqliteDialect: SlotLockDialect = Object.freeze({
   deleteOwnedIndexes: sql.deleteOwnedIndexes,
 
   classify(error: unknown): DriverErrorKind {
-    const code = driverErrorOf(error)?.code ?? '';
+    // Not every error's code is a string (a DOMException's is a number, an app's anything).
+    const found: unknown = driverErrorOf(error)?.code;
+    const code = typeof found === 'string' ? found : '';
     // PRIMARYKEY: a session row of the same owner (the lock table's key is generated).
     if (code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY') return 'conflict';
     if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) return 'contention';

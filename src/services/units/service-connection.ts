@@ -193,5 +193,7 @@ export async function rollbackQuietly(runner: QueryRunner): Promise<void> {
 
 /** SQLITE_BUSY and its kinds: another connection holds the file's lock. */
 function isSqliteBusy(error: unknown): boolean {
-  return driverErrorOf(error)?.code?.startsWith('SQLITE_BUSY') === true;
+  // Not every error's code is a string (a DOMException's is a number).
+  const code: unknown = driverErrorOf(error)?.code;
+  return typeof code === 'string' && code.startsWith('SQLITE_BUSY');
 }

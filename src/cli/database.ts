@@ -13,7 +13,7 @@ import { parseServerDatabaseUrl } from '../config/database-url';
 import { CliError } from './cli-error';
 import { rememberPassword } from './hide-passwords';
 import { cliTypeormLogger } from './typeorm-logger';
-import { unrecordedLockTableMessage } from './unrecorded-lock-table';
+import { existingTableMessage } from './unrecorded-lock-table';
 import { ENGINE_DRIVERS, engineOf } from './url-engine';
 
 /** What every database subcommand gets: the URL in force, an initialized DataSource and the service on it. */
@@ -158,6 +158,13 @@ export function describeDatabaseError(error: unknown, url: string): unknown {
   ) {
     return error;
   }
+  if (isMissingSessionTable(error)) {
+    return new CliError(
+      `the session table does not exist on ${redactUrl(url)}: create it with \`slotlock migrate\` (same --url)`,
+      undefined,
+      { cause: error },
+    );
+  }
   if (error instanceof DriverPackageNotInstalledError) {
     // TypeORM's own text ("Postgres package has not been found installed...") in our words.
     const missing = ENGINE_DRIVERS[engineOf(url)];
@@ -226,14 +233,25 @@ export function describeDatabaseError(error: unknown, url: string): unknown {
       );
     case 1146: // ER_NO_SUCH_TABLE
       return fail(`${text} (${where}): create the lock table with \`slotlock migrate\` (same --url)`);
-    case 1050: // ER_TABLE_EXISTS_ERROR (`slotlock migrate` checks first: this is a table created meanwhile)
-      if (/drydock_slotlock/.test(text)) return fail(unrecordedLockTableMessage(where));
+    case 1050: {
+      // ER_TABLE_EXISTS_ERROR (`slotlock migrate` checks first: this is a table created meanwhile)
+      const message = existingTableMessage(text, where);
+      if (message !== undefined) return fail(message);
       break;
+    }
   }
   if (code !== undefined || errno !== undefined) {
     return fail(`database error on ${where}: ${text || code || String(errno)}`);
   }
   return error;
+}
+
+/**
+ * The service's error for a missing session table (`openSession`, `reapExpiredSessions`):
+ * it says so in words only, naming slotLockSessionMigrations, with no class of its own.
+ */
+export function isMissingSessionTable(error: unknown): boolean {
+  return error instanceof Error && /^drydock-slotlock: the session table \S+ does not exist/.test(error.message);
 }
 
 function hostOf(url: string): string {

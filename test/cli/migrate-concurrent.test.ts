@@ -1,5 +1,5 @@
 import { DataSource } from 'typeorm';
-import { dataSourceOptionsFromUrl, slotLockMigrations } from '../../src';
+import { dataSourceOptionsFromUrl, slotLockMigrations, slotLockSessionMigrations } from '../../src';
 import { killCli, runCli, type CliResult } from '../support/cli';
 import { withAdmin, testDatabaseName } from '../support/database';
 import { ENGINES, POSTGRES_SERVER_URL, type TestEngine } from '../support/engines';
@@ -9,21 +9,25 @@ import { startTcpRelay } from '../support/tcp-relay';
 const RUNS = 6;
 const ROUNDS = 3;
 const LABEL = 'cli_migrate_race';
-const MIGRATION_NAMES = slotLockMigrations.map((migration) => migration.name);
+/** Both sets, as `slotlock migrate` runs them: the lock table's, then the session table's. */
+const MIGRATION_NAMES = [...slotLockMigrations, ...slotLockSessionMigrations].map((migration) => migration.name);
 
-/** What the database holds after the runs: the lock table or not, and TypeORM's records. */
-async function schemaOf(engine: TestEngine): Promise<{ lockTable: boolean; recorded: string[] }> {
+/** What the database holds after the runs: the lock and session tables or not, and TypeORM's records. */
+async function schemaOf(
+  engine: TestEngine,
+): Promise<{ lockTable: boolean; sessionTable: boolean; recorded: string[] }> {
   const dataSource = new DataSource(dataSourceOptionsFromUrl(engine.url(LABEL)));
   await dataSource.initialize();
   const runner = dataSource.createQueryRunner();
   try {
     const lockTable = await runner.hasTable('drydock_slotlock');
+    const sessionTable = await runner.hasTable('drydock_slotlock_session');
     const rows = (await runner.query(
       `SELECT name FROM ${dataSource.driver.escape('migrations')} ORDER BY id`,
     )) as Array<{
       name: string;
     }>;
-    return { lockTable, recorded: rows.map((row) => row.name) };
+    return { lockTable, sessionTable, recorded: rows.map((row) => row.name) };
   } finally {
     await runner.release();
     await dataSource.destroy();
@@ -55,11 +59,12 @@ describe.each(ENGINES.map((engine) => [engine.name, engine] as const))(
         });
         const ran = results.filter((result) => /^ran /m.test(result.stdout));
         expect({ round, ran: ran.length }).toEqual({ round, ran: 1 });
-        expect(await schemaOf(engine)).toEqual({ lockTable: true, recorded: MIGRATION_NAMES });
+        expect(ran[0]!.stdout.match(/^ran /gm)).toHaveLength(MIGRATION_NAMES.length);
+        expect(await schemaOf(engine)).toEqual({ lockTable: true, sessionTable: true, recorded: MIGRATION_NAMES });
       }
     });
 
-    it(`${RUNS} runs of --revert at once: every run exits 0, one reverts, the table and its record are gone`, async () => {
+    it(`${RUNS} runs of --revert at once: every run exits 0; taking turns, one run reverts each migration; no table or record is left`, async () => {
       for (let round = 1; round <= ROUNDS; round += 1) {
         await engine.recreate(LABEL);
         expect((await runCli(['migrate', '--url', engine.url(LABEL)])).code).toBe(0);
@@ -68,9 +73,16 @@ describe.each(ENGINES.map((engine) => [engine.name, engine] as const))(
           round,
           outcomes: Array.from({ length: RUNS }, () => ({ code: 0, stderr: '' })),
         });
-        const reverted = results.filter((result) => /^reverted /m.test(result.stdout));
-        expect({ round, reverted: reverted.length }).toEqual({ round, reverted: 1 });
-        expect(await schemaOf(engine)).toEqual({ lockTable: false, recorded: MIGRATION_NAMES.slice(0, -1) });
+        const reverted = results.flatMap((result) => result.stdout.match(/^reverted \S+/gm) ?? []);
+        // Each migration once; the other runs find nothing left to revert.
+        expect({ round, reverted: reverted.sort() }).toEqual({
+          round,
+          reverted: MIGRATION_NAMES.map((name) => `reverted ${name}`).sort(),
+        });
+        expect(results.filter((result) => /nothing to revert/.test(result.stdout))).toHaveLength(
+          RUNS - MIGRATION_NAMES.length,
+        );
+        expect(await schemaOf(engine)).toEqual({ lockTable: false, sessionTable: false, recorded: [] });
       }
     });
   },

@@ -19,16 +19,21 @@ interface MigrateOptions {
 export function registerMigrate(program: Command): void {
   program
     .command('migrate')
-    .summary('create the lock table (run the package migrations)')
+    .summary('create the lock and session tables (run the package migrations)')
     .description(
-      "Runs the package's pending TypeORM migrations, which create drydock_slotlock exactly as Phorge " +
-        'does; TypeORM records them in the `migrations` table. --revert undoes the last one (drops the ' +
-        'table). Several runs at once take turns (a lock per database, or per server on MySQL; per node ' +
-        'on a Galera cluster), so each exits 0. Not for a Phorge database: there the table exists already; ' +
-        'use it as it is (migrate refuses, creating nothing, when it finds drydock_slotlock without ' +
-        "TypeORM's record of creating it).",
+      "Runs the package's pending TypeORM migrations: the first creates drydock_slotlock exactly as Phorge " +
+        'does, the second drydock_slotlock_session, the sessions of `slotlock run` and of apps that open ' +
+        'sessions (a database migrated before sessions existed gets only the second). TypeORM records them in ' +
+        'the `migrations` table. --revert undoes the last one: the session table first, drydock_slotlock (and ' +
+        'every lock in it) on the next --revert. Several runs at once take turns (a lock per database, or per ' +
+        'server on MySQL; per node on a Galera cluster), so each exits 0. Not for a Phorge database: there the ' +
+        'lock table exists already; use it as it is (migrate refuses, creating nothing, when it finds ' +
+        "drydock_slotlock without TypeORM's record of creating it), and run `slotlock run` there with --ttl 0.",
     )
-    .option('--revert', 'undo the last migration instead (drops drydock_slotlock, and every lock in it)')
+    .option(
+      '--revert',
+      'undo the last migration instead (drops drydock_slotlock_session; once that is gone, drydock_slotlock and every lock in it)',
+    )
     .option(
       '--create-database',
       'create the database of the URL first if it does not exist (MySQL, PostgreSQL; runs at once all succeed)',

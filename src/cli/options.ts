@@ -1,5 +1,11 @@
 import { InvalidArgumentError, Option } from 'commander';
-import { DATABASE_URL_ENV, embeddedDatabaseUrl } from '../index';
+import {
+  DATABASE_URL_ENV,
+  DEFAULT_SESSION_TTL_MS,
+  embeddedDatabaseUrl,
+  MAX_SESSION_TTL_MS,
+  MIN_SESSION_TTL_MS,
+} from '../index';
 import { UsageError } from './cli-error';
 
 /**
@@ -26,12 +32,15 @@ export function jsonOption(): Option {
   return new Option('--json', 'print JSON (for scripts) instead of a table');
 }
 
-/** `--wait <seconds>`: retry a held lock with backoff until then (see `backoff.ts`). */
+/** `--wait <seconds>`: how long the service waits for a held lock (its `waitMs`, SPEC 10). */
 export function waitOption(): Option {
   return new Option(
     '--wait <seconds>',
-    'when a lock is held, keep trying (jittered backoff, growing to 1 s between tries) for up to this many seconds',
-  ).argParser(parseSeconds);
+    'when a lock is held, wait up to this many seconds for it (decimals allowed; checked again every 100 ms ' +
+      'at most, at once on a release on PostgreSQL; Ctrl-C stops the wait, taking nothing)',
+  )
+    .default(0)
+    .argParser(parseSeconds);
 }
 
 /** Parses a non-negative number of seconds (`30`, `2.5`); commander reports anything else as a usage error. */
@@ -39,6 +48,29 @@ export function parseSeconds(value: string): number {
   const seconds = Number(value);
   if (value.trim() === '' || !Number.isFinite(seconds) || seconds < 0) {
     throw new InvalidArgumentError('expected a number of seconds, 0 or more (e.g. 30 or 2.5)');
+  }
+  return seconds;
+}
+
+/** `run --ttl`'s default, in seconds: the service's default session TTL. */
+export const DEFAULT_TTL_SECONDS = DEFAULT_SESSION_TTL_MS / 1000;
+
+/**
+ * Parses `--ttl`: `0` (no session), or a session TTL in seconds that the service takes
+ * once in whole milliseconds (`0.5`: 500 ms), from {@link MIN_SESSION_TTL_MS} up.
+ */
+export function parseTtlSeconds(value: string): number {
+  const seconds = Number(value);
+  const ttlMs = Math.round(seconds * 1000);
+  if (
+    value.trim() === '' ||
+    !Number.isFinite(seconds) ||
+    (seconds !== 0 && (ttlMs < MIN_SESSION_TTL_MS || ttlMs > MAX_SESSION_TTL_MS))
+  ) {
+    throw new InvalidArgumentError(
+      `expected 0 (no session) or a number of seconds from ${MIN_SESSION_TTL_MS / 1000} to ` +
+        `${MAX_SESSION_TTL_MS / 1000} (e.g. 30 or 0.5)`,
+    );
   }
   return seconds;
 }

@@ -1,4 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
+import * as os from 'node:os';
 import { hasControllingTerminal } from './controlling-terminal';
 
 /** The signals `slotlock run` catches: it must outlive them to release its locks. */
@@ -37,29 +38,62 @@ export function placeCommand(withTerminal: boolean = hasControllingTerminal()): 
 }
 
 /**
+ * While installed, {@link CAUGHT_SIGNALS} do not kill slotlock: the first one caught
+ * aborts {@link signal} (a wait for locks stops, and gives back what it took), and
+ * {@link received} says which it was. `divert` may claim a signal first (returns true):
+ * it is then not an interruption (`run` passes it on to its command).
+ */
+export class Interruptions {
+  readonly #controller = new AbortController();
+  readonly #listeners = new Map<NodeJS.Signals, () => void>();
+  /** The first signal caught and not diverted. */
+  received: NodeJS.Signals | undefined;
+
+  constructor(divert: (signal: NodeJS.Signals) => boolean = () => false) {
+    for (const signal of CAUGHT_SIGNALS) {
+      const listener = (): void => {
+        if (divert(signal)) return;
+        this.received ??= signal;
+        this.#controller.abort(new Error(`interrupted by ${signal}`));
+      };
+      this.#listeners.set(signal, listener);
+      process.on(signal, listener);
+    }
+  }
+
+  /** Aborts on the first signal caught and not diverted. */
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  dispose(): void {
+    for (const [signal, listener] of this.#listeners) process.off(signal, listener);
+    this.#listeners.clear();
+  }
+}
+
+/**
  * While installed, {@link CAUGHT_SIGNALS} do not kill slotlock (it must release its locks
  * first). Before the command starts they abort the wait for the locks ({@link abortSignal});
  * while it runs they are passed on to it or not, as its {@link CommandPlacement} says, and
  * slotlock exits when it does.
  */
 export class SignalRelay {
-  readonly #controller = new AbortController();
-  readonly #listeners = new Map<NodeJS.Signals, () => void>();
+  readonly #interruptions: Interruptions;
   #command: ChildProcess | undefined;
-  /** The first signal caught while no command ran. */
-  received: NodeJS.Signals | undefined;
 
   constructor(readonly placement: CommandPlacement) {
-    for (const signal of CAUGHT_SIGNALS) {
-      const listener = (): void => this.#onSignal(signal);
-      this.#listeners.set(signal, listener);
-      process.on(signal, listener);
-    }
+    this.#interruptions = new Interruptions((signal) => this.#divert(signal));
   }
 
   /** Aborts on the first signal caught while no command runs. */
   get abortSignal(): AbortSignal {
-    return this.#controller.signal;
+    return this.#interruptions.signal;
+  }
+
+  /** The first signal caught while no command ran. */
+  get received(): NodeJS.Signals | undefined {
+    return this.#interruptions.received;
   }
 
   /** Passes signals on to `command` from now on; `undefined` once it has exited. */
@@ -67,26 +101,41 @@ export class SignalRelay {
     this.#command = command;
   }
 
-  dispose(): void {
-    for (const [signal, listener] of this.#listeners) process.off(signal, listener);
-    this.#listeners.clear();
+  /**
+   * Sends `signal` to the running command as slotlock's own decision (its session was
+   * lost), whatever the placement: to its process group when it has one of its own, else
+   * to the command alone (with a terminal it shares slotlock's group).
+   */
+  signalCommand(signal: NodeJS.Signals): void {
+    const command = this.#command;
+    if (command?.pid !== undefined) this.#send(command, command.pid, signal);
   }
 
-  #onSignal(signal: NodeJS.Signals): void {
+  dispose(): void {
+    this.#interruptions.dispose();
+  }
+
+  /** True when the signal is the command's business (it runs), false when it interrupts slotlock. */
+  #divert(signal: NodeJS.Signals): boolean {
     const command = this.#command;
-    if (command?.pid === undefined) {
-      this.received ??= signal;
-      this.#controller.abort(new Error(`interrupted by ${signal}`));
-      return;
-    }
+    if (command?.pid === undefined) return false;
     // With a terminal the command got it from the terminal or job control already (see CommandPlacement).
-    if (!this.placement.relaySignals) return;
+    if (this.placement.relaySignals) this.#send(command, command.pid, signal);
+    return true;
+  }
+
+  #send(command: ChildProcess, pid: number, signal: NodeJS.Signals): void {
     try {
       // Its own group: the command and what it started, as a terminal or `kill -<pgid>` reaches them.
-      if (this.placement.ownGroup) process.kill(-command.pid, signal);
+      if (this.placement.ownGroup) process.kill(-pid, signal);
       else command.kill(signal);
     } catch {
       // ESRCH: it has just exited; its 'exit' event is on its way.
     }
   }
+}
+
+/** slotlock's exit code for a signal: 128+N, as shells report a process killed by signal N. */
+export function exitCodeOfSignal(signal: NodeJS.Signals): number {
+  return 128 + (os.constants.signals[signal] ?? 0);
 }

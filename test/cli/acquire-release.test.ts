@@ -1,6 +1,6 @@
 import { DataSource } from 'typeorm';
 import { allRows, dataSourceOptions, recreateDatabase, testDatabaseName } from '../support/database';
-import { cliUrl, killCli, linesOf, runCli, startCli } from '../support/cli';
+import { cliUrl, killCli, linesOf, runCli } from '../support/cli';
 
 const DATABASE = testDatabaseName('cli_acquire');
 const URL = cliUrl(DATABASE);
@@ -54,34 +54,7 @@ describe('slotlock acquire', () => {
       failure: 'held',
     });
   });
-
-  it('--wait succeeds once the other owner releases in the middle', async () => {
-    await runCli(['acquire', '--owner', 'PHID-A', 'deploy(prod)', '--url', URL]);
-    const waiting = startCli(['acquire', '--owner', 'PHID-B', 'deploy(prod)', '--wait', '30', '--url', URL]);
-    await waiting.waitForOutput(/waiting up to 30 s/);
-    // Still waiting a moment later: it retries rather than giving up.
-    await new Promise((resolve) => setTimeout(resolve, 700));
-    expect(waiting.child.exitCode).toBeNull();
-    expect(await holdings()).toEqual({ 'PHID-A': ['deploy(prod)'] });
-
-    const releasedAt = Date.now();
-    expect((await runCli(['release', '--owner', 'PHID-A', '--url', URL])).code).toBe(0);
-    const result = await waiting.result;
-    expect(result.code).toBe(0);
-    expect(result.stdout).toContain('acquired 1 lock for "PHID-B"');
-    // Backoff is capped at 1 s between tries, so the release is noticed promptly.
-    expect(Date.now() - releasedAt).toBeLessThan(5000);
-    expect(await holdings()).toEqual({ 'PHID-B': ['deploy(prod)'] });
-  });
-
-  it('--wait gives up with 75 when the time is up', async () => {
-    await runCli(['acquire', '--owner', 'PHID-A', 'deploy(prod)', '--url', URL]);
-    const result = await runCli(['acquire', '--owner', 'PHID-B', 'deploy(prod)', '--wait', '1', '--url', URL]);
-    expect(result.code).toBe(75);
-    expect(result.stderr).toMatch(/nothing taken after \d+ tries/);
-    expect(result.elapsedMs).toBeGreaterThanOrEqual(1000);
-    expect(await holdings()).toEqual({ 'PHID-A': ['deploy(prod)'] });
-  });
+  // --wait, and signals during it: wait-reap.test.ts, on every engine.
 });
 
 describe('slotlock release', () => {

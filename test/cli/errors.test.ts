@@ -101,6 +101,25 @@ describe('slotlock errors: one line on stderr, what is wrong and what to do', ()
     }
   });
 
+  it.each([
+    ['run', '--ttl', 'abc'],
+    ['run', '--ttl', '-1'],
+    ['run', '--ttl', '0.2'],
+    ['run', '--ttl', ''],
+    ['run', '--wait', '-1'],
+    ['acquire', '--wait', '-1'],
+    ['acquire', '--wait', 'abc'],
+  ])('%s %s %j: exit 2, the message names the option, nothing connects', async (command, option, value) => {
+    const args =
+      command === 'run'
+        ? ['run', option, value, '--lock', 'k', '--url', UNREACHABLE, '--', 'true']
+        : ['acquire', '--owner', 'a', option, value, 'k', '--url', UNREACHABLE];
+    const result = await runCli(args);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(new RegExp(`^slotlock: option '${option} <seconds>' argument '${value}' is invalid`));
+    expect(result.stderr).not.toContain('connection refused');
+  });
+
   it.each(['foo://bar', 'foo:bar', 'foo://user:pw@host/db'])(
     '%s: says the scheme is not supported (not that it names no database)',
     async (url) => {

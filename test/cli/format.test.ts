@@ -1,4 +1,3 @@
-import { WAIT_BACKOFF, waitBackoffMs } from '../../src/cli/backoff';
 import { defaultRunOwner } from '../../src/cli/commands/run';
 import { formatTable } from '../../src/cli/format-table';
 
@@ -17,20 +16,6 @@ describe('formatTable', () => {
 
   it('quotes a cell with a newline so the table stays one row per lock', () => {
     expect(formatTable(['key'], [['a\nb']])).toBe('key\n"a\\nb"\n');
-  });
-});
-
-describe('--wait backoff', () => {
-  it('grows, stays within half and all of its ceiling, and is capped', () => {
-    const low = () => 0;
-    const high = () => 1;
-    expect(waitBackoffMs(0, low)).toBe(WAIT_BACKOFF.firstDelayMs / 2);
-    expect(waitBackoffMs(0, high)).toBe(WAIT_BACKOFF.firstDelayMs);
-    expect(waitBackoffMs(1, high)).toBe(WAIT_BACKOFF.firstDelayMs * 2);
-    expect(waitBackoffMs(30, high)).toBe(WAIT_BACKOFF.maxDelayMs);
-    expect(waitBackoffMs(30, low)).toBe(WAIT_BACKOFF.maxDelayMs / 2);
-    const samples = Array.from({ length: 50 }, () => waitBackoffMs(2));
-    expect(new Set(samples).size).toBeGreaterThan(1);
   });
 });
 

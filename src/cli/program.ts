@@ -6,6 +6,7 @@ import { registerDemo } from './commands/demo';
 import { registerHeld } from './commands/held';
 import { registerLocks } from './commands/locks';
 import { registerMigrate } from './commands/migrate';
+import { registerReap } from './commands/reap';
 import { registerRelease } from './commands/release';
 import { registerRun } from './commands/run';
 import { exitCodesHelp } from './exit-codes';
@@ -20,7 +21,7 @@ export function createProgram(): Command {
     .description(
       "Drydock slot locks from the shell: named locks taken all at once or not at all, in Phorge's " +
         'drydock_slotlock table (MySQL/MariaDB, PostgreSQL, or an embedded SQLite file), held until their ' +
-        'owner releases them.',
+        'owner releases them; `run` holds its locks under a session, freed should it die.',
     )
     .version(packageVersion(), '-V, --version')
     // Settings below are copied into each subcommand by .command(), so they come first.
@@ -41,6 +42,7 @@ export function createProgram(): Command {
   registerLocks(program);
   registerHeld(program);
   registerRun(program);
+  registerReap(program);
   registerDemo(program);
   return program;
 }

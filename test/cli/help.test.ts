@@ -1,7 +1,7 @@
 import * as path from 'node:path';
 import { killCli, runCli } from '../support/cli';
 
-const SUBCOMMANDS = ['migrate', 'acquire', 'release', 'locks', 'held', 'run', 'demo'];
+const SUBCOMMANDS = ['migrate', 'acquire', 'release', 'locks', 'held', 'run', 'reap', 'demo'];
 
 afterEach(() => killCli());
 
@@ -28,6 +28,20 @@ describe('slotlock --help', () => {
     expect(help).toContain("A signal sent to slotlock's pid alone does not reach the command");
     expect(help).toContain('Without a terminal');
     expect(help).toContain('slotlock run --lock KEY -- nohup CMD');
+  });
+
+  it('run --help names the defaults of --ttl and --wait, the lost exit code, and says acquire stays durable', async () => {
+    const help = (await runCli(['run', '--help'])).stdout.replace(/\s+/g, ' ');
+    expect(help).toMatch(/--ttl <seconds> .*\(default: 30\)/);
+    expect(help).toMatch(/--wait <seconds> .*\(default: 0\)/);
+    expect(help).toContain('--ttl 0 holds durable locks');
+    expect(help).toContain('76 session lost');
+    expect(help).toContain('`acquire` and `release` stay durable (no session)');
+    const acquire = (await runCli(['acquire', '--help'])).stdout.replace(/\s+/g, ' ');
+    expect(acquire).toMatch(/--wait <seconds> .*\(default: 0\)/);
+    expect(acquire).toContain('no session, no TTL');
+    const main = await runCli(['--help']);
+    expect(main.stdout).toMatch(/^ {2}76 +lost \(run only\)/m);
   });
 
   it('help <command> and --version exit 0; no command at all is a usage error', async () => {

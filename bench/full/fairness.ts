@@ -338,14 +338,22 @@ function setVsStreamText(result: FairnessResult, summaries: readonly SetVsStream
     return `${engineLabel(s.engine)} ${got}${s.starved ? ': **starved**' : ''}`;
   });
   const starved = summaries.filter((s) => s.starved);
+  const againstStream = summaries
+    .filter((s) => s.stream.maxMs > 0)
+    .map((s) => Math.round(s.set.maxMs / s.stream.maxMs));
+  const comparison =
+    againstStream.length === 0
+      ? ''
+      : ` The set’s longest wait was ${Math.min(...againstStream)}x to ${Math.max(...againstStream)}x the one-key ` +
+        'callers’ longest, engine by engine.';
   const verdict =
     starved.length === 0
-      ? 'The set did not starve here (it got its keys, and no wait of it lasted half the run), but it waited ' +
-        'far longer than the one-key callers.'
+      ? 'It did not starve in this run (it got its keys, and no wait of it lasted half the run).'
       : `**The set starves** on ${starved.map((s) => engineLabel(s.engine)).join(', ')} (starving: it never got ` +
-        'its keys, or one of its waits lasted half the run or more).';
+        'its keys, or one of its waits lasted half the run or more); the figures move a lot from run to run, as ' +
+        'the set’s turn hangs on rare moments when all its keys happen to be free.';
   return (
-    `${each.join('; ')}. ${verdict} Waiting is not queued: a waiter only retries the all-or-nothing INSERT, ` +
+    `${each.join('; ')}.${comparison} ${verdict} Waiting is not queued: a waiter only retries the all-or-nothing INSERT, ` +
     'and it succeeds only at a moment when every one of its keys is free at once, which a steady stream of ' +
     'one-key callers (each key free again within milliseconds, but some key held nearly always) seldom leaves. ' +
     'A wake-up on release (NOTIFY) makes the set try sooner after each release, but it still needs all its keys ' +

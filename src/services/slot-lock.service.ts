@@ -139,8 +139,10 @@ export class SlotLockService {
   }
 
   /**
-   * Closes the sessions this service opened (releasing their locks) and the connection
-   * the service opened of its own (on SQLite, its own connection to the database file);
+   * Closes the sessions this service opened (releasing their locks) and the connections
+   * the service opened of its own (on SQLite, its own connection to the database file; on
+   * PostgreSQL, the DataSource's listening connection, which otherwise stays open 5 s after
+   * its last waiter);
    * the next call opens a new one. Call it when the app shuts down, before
    * `dataSource.destroy()`.
    *
@@ -151,6 +153,7 @@ export class SlotLockService {
    * ```
    */
   async close(): Promise<void> {
+    this.#wakeups?.close();
     await this.#sessions.closeAll();
     await this.#connection.close();
   }

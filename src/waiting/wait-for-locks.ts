@@ -20,6 +20,8 @@ export const DEFAULT_WAIT: Readonly<WaitOptions> = Object.freeze({ baseDelayMs: 
 export interface ReleaseWakeups {
   /** Calls `onRelease` on every release until the returned function is called; resolves once listening. */
   subscribe(onRelease: () => void): Promise<() => void>;
+  /** Stops listening now, whoever still waits (they go on polling). */
+  close(): void;
 }
 
 /** One call's wait: until when, what cancels it, how it pauses, what wakes it. */

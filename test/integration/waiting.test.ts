@@ -3,6 +3,7 @@
  * acquiring method, on the three engines; on PostgreSQL, waking through LISTEN/NOTIFY
  * on one listening connection per DataSource.
  */
+import { LISTENER_LINGER_MS } from '../../src/dialects/postgres/release-listener';
 import { DataSource, type DataSourceOptions, type EntityManager } from 'typeorm';
 import { SlotLockException, SlotLockService, dataSourceOptionsFromUrl } from '../../src';
 import {
@@ -612,10 +613,11 @@ if (POSTGRES.length > 0) {
       const { at } = await resolution(waiting);
       expect(at - releasedAt).toBeLessThan(WAKE_MS);
       expect(await holders(dataSource)).toEqual({ 'n(1)': WAITER });
+      await service.close(); // the listening connection would otherwise linger LISTENER_LINGER_MS
       expect(await eventually(async () => (await listening()) === 0, 3000)).toBe(true);
     });
 
-    test('many waiters of two services on one DataSource share one LISTEN connection, closed when they are done', async () => {
+    test('many waiters of two services on one DataSource share one LISTEN connection, closed by either service', async () => {
       const first = new SlotLockService(dataSource, { wait: SLOW_WAIT });
       const second = new SlotLockService(dataSource, { wait: SLOW_WAIT });
       const keys = Array.from({ length: 12 }, (_, i) => `n(${i})`);
@@ -629,6 +631,8 @@ if (POSTGRES.length > 0) {
       const releasedAt = Date.now();
       expect(await holderService.releaseLocks(HOLDER)).toBe(keys.length);
       for (const waiter of waiters) expect((await resolution(waiter)).at - releasedAt).toBeLessThan(WAKE_MS);
+      expect(await listening()).toBe(1);
+      await second.close();
       expect(await eventually(async () => (await listening()) === 0, 3000)).toBe(true);
       expect(Object.keys(await holders(dataSource))).toHaveLength(keys.length);
     });
@@ -648,6 +652,7 @@ if (POSTGRES.length > 0) {
       const releasedAt = Date.now();
       await holderService.releaseLocks(HOLDER);
       for (const waiter of waiters) expect((await resolution(waiter)).at - releasedAt).toBeLessThan(WAKE_MS);
+      await Promise.all([here.close(), there.close()]);
       expect(await eventually(async () => (await listening()) === 0, 3000)).toBe(true);
     });
 
@@ -668,6 +673,7 @@ if (POSTGRES.length > 0) {
       let releasedAt = Date.now();
       await holderService.releaseLocks(HOLDER);
       expect((await resolution(staying)).at - releasedAt).toBeLessThan(WAKE_MS);
+      await service.close();
       expect(await eventually(async () => (await listening()) === 0, 3000)).toBe(true);
 
       // The listener was closed; the next waiter opens it again and is woken as fast.
@@ -678,6 +684,30 @@ if (POSTGRES.length > 0) {
       await service.releaseLocks('PHID-WAIT-b');
       expect((await resolution(next)).at - releasedAt).toBeLessThan(WAKE_MS);
       expect(await holders(dataSource)).toEqual({ 'n(1)': 'PHID-WAIT-c' });
+      await service.close();
+    });
+
+    test('the listening connection stays LISTENER_LINGER_MS after the last waiter, for the next one, then closes', async () => {
+      const service = new SlotLockService(dataSource, { wait: SLOW_WAIT });
+      await holderService.acquireLocks(HOLDER, ['n(1)']);
+      const first = track(service.acquireLocks(WAITER, ['n(1)'], { waitMs: 30_000 }));
+      await sleep(800);
+      await holderService.releaseLocks(HOLDER);
+      await resolution(first);
+      const doneAt = Date.now();
+      // A next waiter soon after is woken on the same connection, opened once.
+      await holderService.acquireLocks(HOLDER, ['n(2)']);
+      const second = track(service.acquireLocks('PHID-WAIT-next', ['n(2)'], { waitMs: 30_000 }));
+      await sleep(800);
+      expect(await listening()).toBe(1);
+      const releasedAt = Date.now();
+      await holderService.releaseLocks(HOLDER);
+      expect((await resolution(second)).at - releasedAt).toBeLessThan(WAKE_MS);
+      expect(await listening()).toBe(1);
+      expect(await eventually(async () => (await listening()) === 0, LISTENER_LINGER_MS + 3000)).toBe(true);
+      expect(Date.now() - doneAt).toBeGreaterThanOrEqual(LISTENER_LINGER_MS);
+      await service.releaseLocks(WAITER);
+      await service.releaseLocks('PHID-WAIT-next');
     });
 
     test('a pool of one connection: the LISTEN connection is not taken from the pool, and wakes the waiter', async () => {
@@ -693,6 +723,7 @@ if (POSTGRES.length > 0) {
         await service.releaseLocks(HOLDER);
         expect((await resolution(waiting)).at - releasedAt).toBeLessThan(WAKE_MS);
         expect(await holders(dataSource)).toEqual({ 'n(1)': WAITER });
+        await service.close();
       } finally {
         await pooled.destroy();
       }

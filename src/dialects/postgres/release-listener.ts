@@ -18,6 +18,14 @@ export const RELEASE_CHANNEL = 'drydock_slotlock_released';
 export const WAITERS_LOCK_KEY = 1359417347;
 export const WAITERS_LOCK_SLOTS = 64;
 
+/**
+ * How long the listening connection stays open after its last waiter, in milliseconds:
+ * under steady contention waits come one after another, and opening a connection for each
+ * (connect, LISTEN, the flag) cost more than the wait itself (the fairness bench opened 193
+ * connections for 275 acquisitions). Neither its timer nor its socket keeps the process alive.
+ */
+export const LISTENER_LINGER_MS = 5_000;
+
 const listeners = new WeakMap<DataSource, PostgresReleaseListener>();
 
 /**
@@ -35,6 +43,7 @@ export class PostgresReleaseListener implements ReleaseWakeups {
   #listening: Promise<void> | undefined;
   /** The flag's slots the listening connection could not take yet. */
   #missingSlots: number[] = [];
+  #lingering: NodeJS.Timeout | undefined;
 
   private constructor(dataSource: DataSource) {
     this.#dataSource = dataSource;
@@ -52,12 +61,18 @@ export class PostgresReleaseListener implements ReleaseWakeups {
 
   async subscribe(onRelease: () => void): Promise<() => void> {
     this.#subscribers.add(onRelease);
+    clearTimeout(this.#lingering);
     if (this.#listening === undefined) this.#listening = this.#listen();
     else if (this.#missingSlots.length > 0) void this.#listening.then(() => this.#raiseFlag()); // slots a release held
     await this.#listening;
     return () => {
       this.#subscribers.delete(onRelease);
-      if (this.#subscribers.size === 0) this.#stop();
+      if (this.#subscribers.size > 0) return;
+      clearTimeout(this.#lingering);
+      this.#lingering = setTimeout(() => {
+        if (this.#subscribers.size === 0) this.close();
+      }, LISTENER_LINGER_MS);
+      this.#lingering.unref();
     };
   }
 
@@ -113,6 +128,12 @@ export class PostgresReleaseListener implements ReleaseWakeups {
       // A failure leaves the waiters to their polling; the slots are tried again.
       if (this.#client === client) this.#missingSlots.push(...slots);
     }
+  }
+
+  /** Closes the listening connection now (the service closing); the next waiter opens a new one. */
+  close(): void {
+    clearTimeout(this.#lingering);
+    this.#stop();
   }
 
   #stop(): void {

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import type { DataSource } from 'typeorm';
 import { killCli, runCli, startCli, type RunningCli } from '../support/cli';
 import { ENGINES, freshEngineDataSource, lockRows, type TestEngine } from '../support/engines';
+import { startTcpRelay } from '../support/tcp-relay';
 
 /**
  * `slotlock run` holds its locks under a session (--ttl, default 30 s): a row in
@@ -285,6 +286,54 @@ describe.each(ENGINES.map((engine) => [engine.name, engine] as const))(
       expect(await sessionRows(dataSource)).toEqual([{ owner: 'RS-same', ttlMs: 30_000 }]);
       first.child.kill('SIGTERM');
       expect((await first.result).code).toBe(0);
+    });
+  },
+);
+
+describe.each(ENGINES.filter((engine) => engine.name !== 'sqlite').map((engine) => [engine.name, engine] as const))(
+  'slotlock run, %s, its database cut off while the command runs',
+  (_name, engine: TestEngine) => {
+    it('the session is lost within the TTL: the command gets SIGTERM, exit 76, and the failed release says the locks expire', async () => {
+      const label = 'cli_run_session_cut';
+      const dataSource = await freshEngineDataSource(engine, label);
+      try {
+        const direct = engine.url(label);
+        // Every connection of slotlock's goes through the relay; closing it cuts them all and refuses new ones.
+        const relay = await startTcpRelay(Number(new URL(direct).port));
+        const url = direct.replace(/:\d+\//, `:${relay.port}/`);
+        const running = startCli(
+          ['run', '--owner', 'RS-cut', '--lock', 'job(1)', '--ttl', '1', '--url', url, '--', ...LONG_COMMAND],
+          NO_TERMINAL,
+        );
+        try {
+          await running.waitForOutput(/command started \d+/);
+        } finally {
+          orphans.add(commandPid(running));
+        }
+        const cutAt = Date.now();
+        relay.close();
+        const result = await running.result;
+        // Lost once a TTL has passed since the last renewal, which came before the cut.
+        expect(Date.now() - cutAt).toBeLessThan(1000 + SLACK_MS);
+        expect(result.code).toBe(76);
+        expect(result.stdout).toContain('command got SIGTERM');
+        expect(result.stderr.split('\n').filter((line) => line !== '')).toEqual([
+          expect.stringMatching(
+            /^slotlock: lost the session holding the locks: session "RS-cut" is lost: no heartbeat reached the database within its TTL \(1000 ms\).*; sending the command SIGTERM$/,
+          ),
+          expect.stringMatching(
+            /^slotlock: could not release the locks of "RS-cut": .*; they are free once the session expires \(within 1\.3 s\), or at once with `slotlock release --owner 'RS-cut' --url '.*'`$/,
+          ),
+        ]);
+        // As it says: the next acquisition after the expiry frees them.
+        await new Promise((resolve) => setTimeout(resolve, 1400));
+        const next = await runCli(['acquire', '--owner', 'NEXT', 'job(1)', '--url', direct]);
+        expect({ code: next.code, stderr: next.stderr }).toEqual({ code: 0, stderr: '' });
+        expect(await holders(dataSource)).toEqual(['NEXT job(1)']);
+        expect(await sessionRows(dataSource)).toEqual([]);
+      } finally {
+        await dataSource.destroy();
+      }
     });
   },
 );

@@ -141,9 +141,10 @@ describe.each(TARGET_NAMES)('sessions and waiting with OS processes on %s', (nam
     expect(expiry).toBeDefined();
     const acquired = await waiter.next(['acquired', 'acquire-failed'], 30_000);
     expectEvent(acquired, 'acquired');
-    expect(await holderOf(target.service, lockKey)).toBe('PHID-RECLAIM-waiter');
+    // Read where the waiter wrote (Galera: node 2; another node applies the write a moment later).
+    expect(await holderOf(target.otherService, lockKey)).toBe('PHID-RECLAIM-waiter');
     // The dead session is gone with its locks: reaped by the waiter's acquisition.
-    expect(await sessionExpiry(target.admin, owner!)).toBeUndefined();
+    expect(await sessionExpiry(target.other, owner!)).toBeUndefined();
     waiter.send({ cmd: 'exit' });
     await waiter.exited;
     return {
@@ -374,10 +375,10 @@ describe.each(TARGET_NAMES)('sessions and waiting with OS processes on %s', (nam
     expect(attempt).toEqual(
       expect.objectContaining({ ok: false, error: expect.objectContaining({ name: 'SlotLockSessionLostError' }) }),
     );
-    expect(await holderOf(target.service, stoppedKey)).toBe('PHID-STOPPED-taker');
+    expect(await holderOf(target.otherService, stoppedKey)).toBe('PHID-STOPPED-taker');
     expect(status.ownRows).toBe(0);
     expect(closed.released).toBe(0);
-    expect(await sessionExpiry(target.admin, owner)).toBeUndefined();
+    expect(await sessionExpiry(target.other, owner)).toBeUndefined();
     await target.otherService.releaseLocks('PHID-STOPPED-taker');
   });
 
@@ -394,7 +395,8 @@ describe.each(TARGET_NAMES)('sessions and waiting with OS processes on %s', (nam
     const latencies: number[] = [];
     const afterCommit: number[] = [];
     for (let round = 0; round < WAKE_ROUNDS; round += 1) {
-      await target.service.acquireLocks('PHID-WAKE-holder', [wakeKey]);
+      // Waiting: on Galera the waiter's release on node 2 reaches node 1 a moment after it returned.
+      await target.service.acquireLocks('PHID-WAKE-holder', [wakeKey], { waitMs: 10_000 });
       waiter.send({ cmd: 'acquire', owner: 'PHID-WAKE-waiter', keys: [wakeKey], waitMs: 30_000 });
       await waiter.next('waiting');
       // Long enough for the waiter to fail, listen (PostgreSQL) and settle into a pause.
@@ -447,7 +449,7 @@ describe.each(TARGET_NAMES)('sessions and waiting with OS processes on %s', (nam
     blocker.send({ cmd: 'stop' });
     const stopped = await blocker.next('stopped');
     const result = done.result as AbortResult;
-    const left = await countOwnedWithPrefix(target.admin, 'PHID-ABRT-');
+    const left = await countOwnedWithPrefix(target.other, 'PHID-ABRT-');
 
     record('abort', name, { ...result, blockerCycles: stopped.cycles, rowsLeft: left });
     for (const [mode, t] of Object.entries(result.modes)) {

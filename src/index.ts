@@ -11,6 +11,7 @@ export {
 export { SlotLockSession } from './sessions/slot-lock-session';
 export { type ReapedSessions } from './sessions/sessions';
 export { SlotLockSessionLostError } from './errors/slot-lock-session-lost.error';
+export { SlotLockSessionError, type SlotLockSessionProblem } from './errors/slot-lock-session.error';
 export { DEFAULT_WAIT, type WaitOptions } from './waiting/wait-for-locks';
 export { type AcquiredSlot } from './services/slots/take-slot';
 export {

@@ -10,6 +10,7 @@ import {
   sqlitePath,
 } from '../index';
 import { parseServerDatabaseUrl } from '../config/database-url';
+import { SlotLockSessionError } from '../errors/slot-lock-session.error';
 import { CliError } from './cli-error';
 import { rememberPassword } from './hide-passwords';
 import { cliTypeormLogger } from './typeorm-logger';
@@ -247,11 +248,10 @@ export function describeDatabaseError(error: unknown, url: string): unknown {
 }
 
 /**
- * The service's error for a missing session table (`openSession`, `reapExpiredSessions`):
- * it says so in words only, naming slotLockSessionMigrations, with no class of its own.
+ * The service's error for a missing session table (`openSession`, `reapExpiredSessions`).
  */
 export function isMissingSessionTable(error: unknown): boolean {
-  return error instanceof Error && /^drydock-slotlock: the session table \S+ does not exist/.test(error.message);
+  return error instanceof SlotLockSessionError && error.problem === 'no-session-table';
 }
 
 function hostOf(url: string): string {

@@ -10,6 +10,7 @@ import { outsideUnits } from '../services/serialize-per-connection';
 import type { SessionTable } from './session-table';
 import { SlotLockSession } from './slot-lock-session';
 import { SlotLockSessionLostError } from '../errors/slot-lock-session-lost.error';
+import { SlotLockSessionError } from '../errors/slot-lock-session.error';
 
 /** What {@link SlotLockService.reapExpiredSessions} freed. */
 export interface ReapedSessions {
@@ -81,20 +82,24 @@ export class Sessions {
    */
   async open(owner: string, ttlMs: number, refusedOnceClosed = true): Promise<SlotLockSession> {
     if (this.#open.has(owner)) {
-      throw new Error(
-        `drydock-slotlock: a session of ${JSON.stringify(owner)} is open already in this process: close it first`,
+      throw new SlotLockSessionError(
+        'owner-in-use',
+        owner,
+        `a session of ${JSON.stringify(owner)} is open already in this process: close it first`,
       );
     }
     const startedAt = performance.now();
     try {
       await this.#autocommit(this.#table.insert(owner, ttlMs));
     } catch (error) {
-      if (this.#table.isMissing(error)) throw this.#missingTable(error);
+      if (this.#table.isMissing(error)) throw this.#missingTable(error, owner);
       if (this.#table.locks.classify(error) !== 'conflict') throw error;
       // A row of this owner: an expired one is reaped and taken over, a live one is another process's.
       if ((await this.reapHolders([owner])) === 0) {
-        throw new Error(
-          `drydock-slotlock: a live session of ${JSON.stringify(owner)} exists (another process opened it): ` +
+        throw new SlotLockSessionError(
+          'owner-in-use',
+          owner,
+          `a live session of ${JSON.stringify(owner)} exists (another process opened it): ` +
             'give each session an owner of its own, or leave ownerPHID out',
           { cause: error },
         );
@@ -250,9 +255,11 @@ export class Sessions {
     });
   }
 
-  #missingTable(cause: unknown): Error {
-    return new Error(
-      `drydock-slotlock: the session table ${this.#table.name} does not exist: run the session migrations ` +
+  #missingTable(cause: unknown, owner?: string): SlotLockSessionError {
+    return new SlotLockSessionError(
+      'no-session-table',
+      owner,
+      `the session table ${this.#table.name} does not exist: run the session migrations ` +
         '(slotLockSessionMigrations in your DataSource, or `slotlock migrate`)',
       { cause },
     );

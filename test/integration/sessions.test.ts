@@ -1,5 +1,12 @@
-import type { DataSource } from 'typeorm';
-import { SlotLockException, SlotLockService, SlotLockSessionLostError } from '../../src';
+import { DataSource, type DataSourceOptions } from 'typeorm';
+import {
+  SlotLockException,
+  SlotLockService,
+  SlotLockSessionError,
+  SlotLockSessionLostError,
+  dataSourceOptionsFromUrl,
+  slotLockMigrations,
+} from '../../src';
 import { ENGINES, clearLocks, countOwned, freshEngineDataSource, lockRows } from '../support/engines';
 
 const OTHER = 'PHID-DRYL-other0000000000000';
@@ -153,15 +160,53 @@ describe.each(ENGINES)('SPEC 9 sessions on $name', (engine) => {
 
   test('openSession refuses a live owner of another process, and takes over an expired one', async () => {
     const first = await service.openSession({ ttlMs: 5000, ownerPHID: 'PHID-SESS-same' });
-    await expect(service.openSession({ ttlMs: 5000, ownerPHID: 'PHID-SESS-same' })).rejects.toThrow(/open already/);
+    const inProcess = await service.openSession({ ttlMs: 5000, ownerPHID: 'PHID-SESS-same' }).catch((error) => error);
+    expect(inProcess).toBeInstanceOf(SlotLockSessionError);
+    expect([inProcess.name, inProcess.problem, inProcess.ownerPHID]).toEqual([
+      'SlotLockSessionError',
+      'owner-in-use',
+      'PHID-SESS-same',
+    ]);
+    expect(inProcess.message).toMatch(/open already/);
     const other = new SlotLockService(dataSource);
-    await expect(other.openSession({ ttlMs: 5000, ownerPHID: 'PHID-SESS-same' })).rejects.toThrow(/live session/);
+    const refused = await other.openSession({ ttlMs: 5000, ownerPHID: 'PHID-SESS-same' }).catch((error) => error);
+    expect(refused).toBeInstanceOf(SlotLockSessionError);
+    expect(refused.problem).toBe('owner-in-use');
+    expect(refused.message).toMatch(/live session/);
     await service.acquireLocks(first.ownerPHID, ['same']);
     await expireSession(dataSource, first.ownerPHID);
     const second = await other.openSession({ ttlMs: 5000, ownerPHID: 'PHID-SESS-same' });
     expect(await countOwned(dataSource, 'PHID-SESS-same')).toBe(0);
     await second.close();
     await first.close();
+  });
+
+  test('without the session table, openSession and reapExpiredSessions say which migrations to run; conflicts stay conflicts', async () => {
+    const bare = new DataSource({
+      ...dataSourceOptionsFromUrl(engine.url('sessions')),
+      migrations: [...slotLockMigrations],
+    } as DataSourceOptions);
+    await bare.initialize();
+    const runner = bare.createQueryRunner();
+    try {
+      await runner.renameTable('drydock_slotlock_session', 'drydock_slotlock_session_away');
+      const plain = new SlotLockService(bare);
+      const missing = await plain.openSession().catch((error) => error);
+      expect(missing).toBeInstanceOf(SlotLockSessionError);
+      expect(missing.problem).toBe('no-session-table');
+      expect(missing.message).toMatch(/slotLockSessionMigrations/);
+      await expect(plain.reapExpiredSessions()).rejects.toBeInstanceOf(SlotLockSessionError);
+      await plain.acquireLocks(OTHER, ['bare']);
+      await expect(plain.acquireLocks('PHID-DRYL-second', ['bare'])).rejects.toMatchObject({
+        name: 'SlotLockException',
+        failure: 'held',
+      });
+      await plain.close();
+    } finally {
+      await runner.renameTable('drydock_slotlock_session_away', 'drydock_slotlock_session');
+      await runner.release();
+      await bare.destroy();
+    }
   });
 
   test('bad session options are refused before any query', async () => {

@@ -10,6 +10,7 @@ import {
   type SlotLockSession,
 } from '../../index';
 import { reapMarginMs } from '../../sessions/session-table';
+import { SlotLockSessionError } from '../../errors/slot-lock-session.error';
 import { exitWith } from '../action';
 import { acquireWaiting } from '../acquire-waiting';
 import { CliError, UsageError } from '../cli-error';
@@ -228,9 +229,7 @@ async function openRunSession(
   try {
     return await slotLocks.openSession({ ownerPHID: owner, ttlMs: Math.round(ttlSeconds * 1000) });
   } catch (error) {
-    const message = error instanceof Error ? error.message : '';
-    // The service says these in words only (no error class of their own): see its Sessions.open.
-    if (/a live session of .* exists/.test(message)) {
+    if (error instanceof SlotLockSessionError && error.problem === 'owner-in-use') {
       throw new CliError(
         `another process holds a live session of "${owner}" (another \`slotlock run --owner\` of it?): ` +
           'give each run an owner of its own, or leave --owner out; nothing taken',

@@ -18,7 +18,11 @@ export interface MysqlPooledConnection {
 
 /** A pooled `pg` client and the function that gives it back, as `PostgresDriver.obtainMasterConnection()` resolves. */
 export type PostgresPooledClient = [
-  client: { query(sql: string, values: unknown[]): Promise<{ rowCount: number | null }> },
+  client: {
+    query(sql: string, values: unknown[]): Promise<{ rowCount: number | null }>;
+    on(event: 'error', listener: (error: Error) => void): unknown;
+    removeListener(event: 'error', listener: (error: Error) => void): unknown;
+  },
   release: (error?: Error) => void,
 ];
 

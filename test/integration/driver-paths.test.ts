@@ -1,6 +1,7 @@
 import { stripVTControlCharacters } from 'node:util';
 import { DataSource, QueryFailedError } from 'typeorm';
-import { SlotLockService, digestForIndex } from '../../src';
+import { SlotLockService, dataSourceOptionsFromUrl, digestForIndex } from '../../src';
+import { startTcpRelay } from '../support/tcp-relay';
 import { testDatabaseName } from '../support/database';
 import { ENGINES, freshEngineDataSource, type TestEngine } from '../support/engines';
 import { QueryLog } from '../support/query-log';
@@ -163,5 +164,54 @@ for (const engine of ENGINES)
       }
       expect(lines.some((line) => /INSERT INTO .drydock_slotlock./.test(line))).toBe(true);
       expect(lines.some((line) => /DELETE .*FROM .drydock_slotlock./.test(line))).toBe(true);
+    });
+  });
+
+for (const engine of SERVER_ENGINES)
+  describe(`a connection cut under a statement of the service's direct path, on ${engine.name}`, () => {
+    test('the statement rejects, and the process goes on (no unhandled driver error event)', async () => {
+      await engine.recreate('paths_cut');
+      const url = new URL(engine.url('paths_cut'));
+      const relay = await startTcpRelay(Number(url.port));
+      url.port = String(relay.port);
+      const dataSource = new DataSource(dataSourceOptionsFromUrl(url.toString()));
+      const direct = new DataSource(dataSourceOptionsFromUrl(engine.url('paths_cut')));
+      const uncaught: unknown[] = [];
+      const onUncaught = (error: unknown): void => {
+        uncaught.push(error);
+      };
+      process.on('uncaughtException', onUncaught);
+      try {
+        await direct.initialize();
+        await direct.runMigrations();
+        await dataSource.initialize();
+        const service = new SlotLockService(dataSource);
+        // A holder's open transaction makes the service's INSERT wait on the server, in flight.
+        const holder = direct.createQueryRunner();
+        await holder.startTransaction();
+        await holder.query(
+          engine.name === 'mariadb'
+            ? 'INSERT INTO drydock_slotlock (ownerPHID, lockIndex, lockKey) VALUES (?, ?, ?)'
+            : 'INSERT INTO drydock_slotlock ("ownerPHID", "lockIndex", "lockKey") VALUES ($1, $2, $3)',
+          [HOLDER, digestForIndex('cut'), 'cut'],
+        );
+        const outcome = service.acquireLocks(OWNER, ['cut']).then(
+          () => 'resolved',
+          (error: unknown) => error,
+        );
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        relay.close(); // every connection through the relay ends at once, mid-statement
+        const error = await outcome;
+        await holder.rollbackTransaction();
+        await holder.release();
+        expect(error).toBeInstanceOf(Error);
+        await new Promise((resolve) => setTimeout(resolve, 200)); // any late 'error' event would land here
+        expect(uncaught).toEqual([]);
+      } finally {
+        process.removeListener('uncaughtException', onUncaught);
+        relay.close();
+        await dataSource.destroy().catch(() => undefined);
+        await direct.destroy();
+      }
     });
   });

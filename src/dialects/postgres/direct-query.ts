@@ -9,17 +9,27 @@ import { logQueryDone, logQueryStart, queryFailed, type AutocommitQuery } from '
  */
 export const postgresAutocommitQuery: AutocommitQuery = async (dataSource: DataSource, statement) => {
   const [client, release] = await obtainPostgresClient(dataSource);
+  // pg emits 'error' on a checked-out client whose connection drops, even with a query in
+  // flight (which also fails): with no listener that would crash the process. TypeORM's
+  // query runner listens the same way; the failed query carries the error to the caller.
+  let connectionError: Error | undefined;
+  const onConnectionError = (error: Error): void => {
+    connectionError = error;
+  };
+  client.on('error', onConnectionError);
   const params = statement.params as unknown[];
   const startedAt = logQueryStart(dataSource, statement.sql, params);
   let result: { rowCount: number | null };
   try {
     result = await client.query(statement.sql, params);
   } catch (error) {
+    client.removeListener('error', onConnectionError);
     // A client whose connection failed goes back marked, so the pool drops it.
-    release(isConnectionFailure(error) ? (error as Error) : undefined);
+    release(connectionError ?? (isConnectionFailure(error) ? (error as Error) : undefined));
     throw queryFailed(dataSource, statement.sql, params, error, startedAt);
   }
-  release();
+  client.removeListener('error', onConnectionError);
+  release(connectionError);
   logQueryDone(dataSource, statement.sql, params, startedAt);
   return result.rowCount ?? 0;
 };

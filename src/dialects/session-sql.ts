@@ -11,14 +11,17 @@ export interface SessionSql {
   createSessionTable(runner: QueryRunner, table: string): Promise<void>;
   /** Drops the session table (the session migration's `down`). */
   dropSessionTable(runner: QueryRunner, table: string): Promise<void>;
-  /** Inserts a session that may be reaped `leaseMs` from now. */
-  insertSession(table: string, ownerPHID: string, ttlMs: number, leaseMs: number): SqlStatement;
-  /** Moves a live session's end `leaseMs` from now; changes no row when it has expired or is gone. */
-  renewSession(table: string, ownerPHID: string, leaseMs: number): SqlStatement;
-  /** A row `{ live: 1 }` when the session exists and has not expired; no row otherwise. Locks nothing. */
-  selectLive(table: string, ownerPHID: string): SqlStatement;
-  /** Deletes a session, live or not. */
-  deleteSession(table: string, ownerPHID: string): SqlStatement;
+  /**
+   * Inserts a session that may be reaped `leaseMs` from now. `token` tells this opening of
+   * the owner's session from a later one of the same owner (after this one was reaped).
+   */
+  insertSession(table: string, ownerPHID: string, token: string, ttlMs: number, leaseMs: number): SqlStatement;
+  /** Moves a live session's end `leaseMs` from now; changes no row when it has expired, is gone or was replaced. */
+  renewSession(table: string, ownerPHID: string, token: string, leaseMs: number): SqlStatement;
+  /** A row `{ live: 1 }` when the session exists, is this one and has not expired; no row otherwise. Locks nothing. */
+  selectLive(table: string, ownerPHID: string, token: string): SqlStatement;
+  /** Deletes this session (its token's), live or not; no other opening of its owner. */
+  deleteSession(table: string, ownerPHID: string, token: string): SqlStatement;
   /** Deletes a session only if it has expired: one row changed means it was dead and is now gone. */
   deleteExpiredSession(table: string, ownerPHID: string): SqlStatement;
   /** The owners among `owners` whose session has expired (rows `{ ownerPHID }`). */
@@ -39,8 +42,9 @@ export interface SessionSqlParts {
   readonly nowMs: string;
   /** How an owner is bound (MySQL: as bytes, see the MySQL dialect). */
   owner(ownerPHID: string): unknown;
-  /** Column types of the session table: the owner's as the lock table's, integers. */
+  /** Column types of the session table: the owner's as the lock table's, the token's (ASCII), integers. */
   readonly ownerType: string;
+  readonly tokenType: string;
   readonly intType: string;
   readonly bigintType: string;
   isMissingTable(error: unknown): boolean;
@@ -48,14 +52,17 @@ export interface SessionSqlParts {
 
 /**
  * The session statements of an engine, written once for all three. A session row is
- * `(ownerPHID, ttlMs, expiresAt)`: `expiresAt` is when the row may be reaped, by the
- * server's clock.
+ * `(ownerPHID, token, ttlMs, expiresAt)`: `expiresAt` is when the row may be reaped, by
+ * the server's clock; `token` is this opening's, so that a session that was reaped and
+ * comes back (a process paused past its TTL) cannot renew or end a later session of the
+ * same owner.
  */
 export function sessionSql(parts: SessionSqlParts): SessionSql {
   const { quoteTable, placeholder: p, nowMs } = parts;
   const owner = parts.quoteColumn('ownerPHID');
   const expiresAt = parts.quoteColumn('expiresAt');
   const ttlMs = parts.quoteColumn('ttlMs');
+  const token = parts.quoteColumn('token');
   const placeholders = (count: number, from: number): string =>
     Array.from({ length: count }, (_, i) => p(from + i)).join(', ');
   const statements: SessionSql = {
@@ -65,6 +72,7 @@ export function sessionSql(parts: SessionSqlParts): SessionSql {
           name: table,
           columns: [
             { name: 'ownerPHID', type: parts.ownerType, length: '64', isPrimary: true },
+            { name: 'token', type: parts.tokenType, length: '32' },
             { name: 'ttlMs', type: parts.intType },
             { name: 'expiresAt', type: parts.bigintType },
           ],
@@ -75,28 +83,35 @@ export function sessionSql(parts: SessionSqlParts): SessionSql {
     async dropSessionTable(runner: QueryRunner, table: string): Promise<void> {
       await runner.dropTable(table);
     },
-    insertSession(table, ownerPHID, ttl, leaseMs) {
+    insertSession(table, ownerPHID, sessionToken, ttl, leaseMs) {
       return {
-        sql: `INSERT INTO ${quoteTable(table)} (${owner}, ${ttlMs}, ${expiresAt}) VALUES (${p(1)}, ${p(2)}, ${nowMs} + ${p(3)})`,
-        params: [parts.owner(ownerPHID), ttl, leaseMs],
+        sql:
+          `INSERT INTO ${quoteTable(table)} (${owner}, ${token}, ${ttlMs}, ${expiresAt}) ` +
+          `VALUES (${p(1)}, ${p(2)}, ${p(3)}, ${nowMs} + ${p(4)})`,
+        params: [parts.owner(ownerPHID), sessionToken, ttl, leaseMs],
       };
     },
-    renewSession(table, ownerPHID, leaseMs) {
+    renewSession(table, ownerPHID, sessionToken, leaseMs) {
       return {
         sql:
           `UPDATE ${quoteTable(table)} SET ${expiresAt} = ${nowMs} + ${p(1)} ` +
-          `WHERE ${owner} = ${p(2)} AND ${expiresAt} >= ${nowMs}`,
-        params: [leaseMs, parts.owner(ownerPHID)],
+          `WHERE ${owner} = ${p(2)} AND ${token} = ${p(3)} AND ${expiresAt} >= ${nowMs}`,
+        params: [leaseMs, parts.owner(ownerPHID), sessionToken],
       };
     },
-    selectLive(table, ownerPHID) {
+    selectLive(table, ownerPHID, sessionToken) {
       return {
-        sql: `SELECT 1 AS live FROM ${quoteTable(table)} WHERE ${owner} = ${p(1)} AND ${expiresAt} >= ${nowMs}`,
-        params: [parts.owner(ownerPHID)],
+        sql:
+          `SELECT 1 AS live FROM ${quoteTable(table)} ` +
+          `WHERE ${owner} = ${p(1)} AND ${token} = ${p(2)} AND ${expiresAt} >= ${nowMs}`,
+        params: [parts.owner(ownerPHID), sessionToken],
       };
     },
-    deleteSession(table, ownerPHID) {
-      return { sql: `DELETE FROM ${quoteTable(table)} WHERE ${owner} = ${p(1)}`, params: [parts.owner(ownerPHID)] };
+    deleteSession(table, ownerPHID, sessionToken) {
+      return {
+        sql: `DELETE FROM ${quoteTable(table)} WHERE ${owner} = ${p(1)} AND ${token} = ${p(2)}`,
+        params: [parts.owner(ownerPHID), sessionToken],
+      };
     },
     deleteExpiredSession(table, ownerPHID) {
       return {

@@ -30,16 +30,16 @@ export class SessionTable {
     this.#sql = locks.dialect.sessions;
   }
 
-  insert(ownerPHID: string, ttlMs: number): SqlStatement {
-    return this.#sql.insertSession(this.name, ownerPHID, ttlMs, ttlMs + reapMarginMs(ttlMs));
+  insert(ownerPHID: string, token: string, ttlMs: number): SqlStatement {
+    return this.#sql.insertSession(this.name, ownerPHID, token, ttlMs, ttlMs + reapMarginMs(ttlMs));
   }
 
-  renew(ownerPHID: string, ttlMs: number): SqlStatement {
-    return this.#sql.renewSession(this.name, ownerPHID, ttlMs + reapMarginMs(ttlMs));
+  renew(ownerPHID: string, token: string, ttlMs: number): SqlStatement {
+    return this.#sql.renewSession(this.name, ownerPHID, token, ttlMs + reapMarginMs(ttlMs));
   }
 
-  delete(ownerPHID: string): SqlStatement {
-    return this.#sql.deleteSession(this.name, ownerPHID);
+  delete(ownerPHID: string, token: string): SqlStatement {
+    return this.#sql.deleteSession(this.name, ownerPHID, token);
   }
 
   isMissing(error: unknown): boolean {
@@ -47,8 +47,8 @@ export class SessionTable {
   }
 
   /** True when `owner`'s session exists and has not expired, read without locking its row. */
-  async isLive(db: DataSource | QueryRunner, owner: string): Promise<boolean> {
-    const { sql, params } = this.#sql.selectLive(this.name, owner);
+  async isLive(db: DataSource | QueryRunner, owner: string, token: string): Promise<boolean> {
+    const { sql, params } = this.#sql.selectLive(this.name, owner, token);
     return ((await queryThroughTypeorm(db, sql, [...params])) as unknown[]).length > 0;
   }
 
@@ -81,17 +81,19 @@ export class SessionTable {
   }
 
   /**
-   * Inside a transaction on `runner`: deletes `owner`'s session, then releases its locks;
-   * resolves to the locks released. The row first, as in {@link reap}: its DELETE waits for
+   * Inside a transaction on `runner`: deletes `owner`'s session of `token`, then releases
+   * its locks; resolves to the locks released (none when that session's row is gone). The row first, as in {@link reap}: its DELETE waits for
    * an acquisition of the session in flight (which holds the row from its renewal to its
    * COMMIT), and the locks' DELETE, a later statement, then sees what that one committed;
    * an acquisition that comes after finds no row and takes nothing. The other way round,
    * PostgreSQL's locks DELETE could miss the rows of an acquisition committing meanwhile,
    * and leave them to an owner without a session, held for ever.
    */
-  async end(runner: QueryRunner, owner: string): Promise<number> {
-    const session = this.delete(owner);
-    await changeThroughTypeorm(runner, session.sql, [...session.params]);
+  async end(runner: QueryRunner, owner: string, token: string): Promise<number> {
+    const session = this.delete(owner, token);
+    // No row of this opening: it was reaped (its locks with it), and the owner's locks now, if
+    // any, are a later session's.
+    if ((await changeThroughTypeorm(runner, session.sql, [...session.params])) === 0) return 0;
     const locks = this.locks.deleteByOwner(owner);
     return changeThroughTypeorm(runner, locks.sql, [...locks.params]);
   }

@@ -55,6 +55,8 @@ export class Sessions {
   readonly #retry: Readonly<RetryOptions>;
   readonly #open = new Map<string, SlotLockSession>();
   readonly #closed = new Set<string>();
+  /** Each open session's token (see {@link SessionSql}). */
+  readonly #tokens = new WeakMap<SlotLockSession, string>();
 
   constructor(table: SessionTable, connection: ServiceConnection, retry: Readonly<RetryOptions>) {
     this.#table = table;
@@ -89,8 +91,9 @@ export class Sessions {
       );
     }
     const startedAt = performance.now();
+    const token = randomBytes(16).toString('hex');
     try {
-      await this.#autocommit(this.#table.insert(owner, ttlMs));
+      await this.#autocommit(this.#table.insert(owner, token, ttlMs));
     } catch (error) {
       if (this.#table.isMissing(error)) throw this.#missingTable(error, owner);
       if (this.#table.locks.classify(error) !== 'conflict') throw error;
@@ -104,16 +107,16 @@ export class Sessions {
           { cause: error },
         );
       }
-      await this.#autocommit(this.#table.insert(owner, ttlMs));
+      await this.#autocommit(this.#table.insert(owner, token, ttlMs));
     }
     const session = new SlotLockSession(
       owner,
       ttlMs,
       {
         // From a timer, which would inherit the unit (SQLite) openSession was called in.
-        renew: () => outsideUnits(async () => (await this.#autocommit(this.#table.renew(owner, ttlMs))) > 0),
-        end: () => this.#end(owner),
-        discard: () => this.#autocommit(this.#table.delete(owner)).then(() => undefined),
+        renew: () => outsideUnits(async () => (await this.#autocommit(this.#table.renew(owner, token, ttlMs))) > 0),
+        end: () => this.#end(owner, token),
+        discard: () => this.#autocommit(this.#table.delete(owner, token)).then(() => undefined),
         closed: () => {
           if (this.#open.get(owner) !== session) return;
           this.#open.delete(owner);
@@ -124,6 +127,7 @@ export class Sessions {
       },
       startedAt,
     );
+    this.#tokens.set(session, token);
     this.#open.set(owner, session);
     this.#closed.delete(owner);
     return session;
@@ -137,7 +141,7 @@ export class Sessions {
    */
   async renewIn(session: SlotLockSession, runner: QueryRunner): Promise<void> {
     refuseIfEnded(session);
-    const { sql, params } = this.#table.renew(session.ownerPHID, session.ttlMs);
+    const { sql, params } = this.#table.renew(session.ownerPHID, this.#tokenOf(session), session.ttlMs);
     if ((await changeThroughTypeorm(runner, sql, [...params])) === 0) {
       throw session.lose('its row expired or was deleted (reaped by another process) before this acquisition');
     }
@@ -151,7 +155,7 @@ export class Sessions {
    */
   async checkLive(session: SlotLockSession, runner: QueryRunner): Promise<void> {
     refuseIfEnded(session);
-    if (!(await this.#table.isLive(runner, session.ownerPHID))) {
+    if (!(await this.#table.isLive(runner, session.ownerPHID, this.#tokenOf(session)))) {
       throw session.lose('its row expired or was deleted (reaped by another process) before this acquisition');
     }
   }
@@ -230,10 +234,14 @@ export class Sessions {
     });
   }
 
-  #end(owner: string): Promise<number> {
+  #tokenOf(session: SlotLockSession): string {
+    return this.#tokens.get(session)!;
+  }
+
+  #end(owner: string, token: string): Promise<number> {
     return this.#retried(() =>
       this.#connection.exclusive((dataSource) =>
-        this.#connection.transaction(dataSource, (runner) => this.#table.end(runner, owner)),
+        this.#connection.transaction(dataSource, (runner) => this.#table.end(runner, owner, token)),
       ),
     ).then((released) => {
       publish.released(() => ({ ownerPHID: owner, count: released }));

@@ -209,6 +209,25 @@ describe.each(ENGINES)('SPEC 9 sessions on $name', (engine) => {
     }
   });
 
+  test('a session reaped and replaced by a later one of its owner can neither renew nor end the later one', async () => {
+    const first = await service.openSession({ ttlMs: 900, ownerPHID: 'PHID-SESS-reused' });
+    await service.acquireLocks(first.ownerPHID, ['first-key']);
+    await expireSession(dataSource, first.ownerPHID);
+    // Another process opens the same owner: it reaps the expired session (and its lock) and takes over.
+    const other = new SlotLockService(dataSource);
+    const later = await other.openSession({ ttlMs: 5000, ownerPHID: 'PHID-SESS-reused' });
+    await other.acquireLocks(later.ownerPHID, ['later-key']);
+    // The first one's heartbeat (every 300 ms) finds no row of its own: it is lost, and renewed nothing.
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    expect(first.signal.reason).toBeInstanceOf(SlotLockSessionLostError);
+    expect(await first.close()).toBe(0);
+    expect(await sessionRows(dataSource)).toBe(1);
+    expect((await lockRows(dataSource)).map((row) => row.lockKey)).toEqual(['later-key']);
+    expect(later.signal.aborted).toBe(false);
+    expect(await later.close()).toBe(1);
+    await other.close();
+  });
+
   test('bad session options are refused before any query', async () => {
     await expect(service.openSession({ ttlMs: 10 })).rejects.toThrow(RangeError);
     await expect(service.openSession({ ttlMs: 1.5 as number })).rejects.toThrow(/options.ttlMs/);

@@ -238,6 +238,7 @@ export const mysqlDialect: SlotLockDialect = Object.freeze({
     nowMs: "(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) DIV 1000)",
     owner: bytes,
     ownerType: 'varbinary',
+    tokenType: 'varchar',
     intType: 'int',
     bigintType: 'bigint',
     isMissingTable: (error) => driverErrorOf(error)?.errno === MYSQL_ERRORS.noSuchTable,

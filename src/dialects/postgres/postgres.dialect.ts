@@ -210,6 +210,7 @@ export const postgresDialect: SlotLockDialect = Object.freeze({
     nowMs: '(extract(epoch from clock_timestamp()) * 1000)::bigint',
     owner: (ownerPHID) => ownerPHID,
     ownerType: 'varchar',
+    tokenType: 'varchar',
     intType: 'integer',
     bigintType: 'bigint',
     isMissingTable: (error) => driverErrorOf(error)?.code === POSTGRES_ERRORS.undefinedTable,

@@ -148,6 +148,7 @@ export const sqliteDialect: SlotLockDialect = Object.freeze({
     nowMs: "CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER)",
     owner: (ownerPHID) => ownerPHID,
     ownerType: 'varchar',
+    tokenType: 'varchar',
     intType: 'integer',
     bigintType: 'bigint',
     isMissingTable: (error) => error instanceof Error && /no such table/i.test(error.message),

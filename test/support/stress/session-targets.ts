@@ -132,11 +132,11 @@ export async function deleteSessionRow(dataSource: DataSource, owner: string): P
 /** Writes a session row for `owner` that expired long ago: its locks belong to a dead process. */
 export async function plantDeadSessionRow(dataSource: DataSource, owner: string): Promise<void> {
   const { flavour, q } = sessionSql(dataSource);
-  const params = flavour === 'postgres' ? '$1, $2, $3' : '?, ?, ?';
+  const params = flavour === 'postgres' ? '$1, $2, $3, $4' : '?, ?, ?, ?';
   await dataSource.query(
-    `INSERT INTO ${q('drydock_slotlock_session')} (${q('ownerPHID')}, ${q('ttlMs')}, ${q('expiresAt')}) ` +
+    `INSERT INTO ${q('drydock_slotlock_session')} (${q('ownerPHID')}, ${q('token')}, ${q('ttlMs')}, ${q('expiresAt')}) ` +
       `VALUES (${params})`,
-    [owner, 1000, 1],
+    [owner, 'planted', 1000, 1],
   );
 }
 

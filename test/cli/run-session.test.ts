@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import type { DataSource } from 'typeorm';
 import { killCli, runCli, startCli, type RunningCli } from '../support/cli';
 import { ENGINES, freshEngineDataSource, lockRows, type TestEngine } from '../support/engines';
+import { SlotLockService } from '../../src';
 import { startTcpRelay } from '../support/tcp-relay';
 
 /**
@@ -101,6 +102,23 @@ describe.each(ENGINES.map((engine) => [engine.name, engine] as const))(
     beforeEach(async () => {
       await dataSource.query(`DELETE FROM ${dataSource.driver.escape('drydock_slotlock')}`);
       await dataSource.query(`DELETE FROM ${dataSource.driver.escape('drydock_slotlock_session')}`);
+    });
+
+    test('without --owner, a live session of this host and pid (a container restarted after a crash) does not stop the run', async () => {
+      // In a pid namespace of its own slotlock is pid 1, as in a restarted container; the crashed run's session is live.
+      const stale = new SlotLockService(dataSource);
+      const crashed = await stale.openSession({ ttlMs: 30_000, ownerPHID: `slotlock-run(${os.hostname()}:1)` });
+      try {
+        const result = await runCli(['run', '--url', url, '--lock', 'ct(1)', '--', ...node("console.log('ran')")], {
+          under: ['unshare', '--fork', '--pid'],
+        });
+        expect(result.stderr).toMatch(/holding as "slotlock-run\(.*:1:[0-9a-f]{8}\)"/);
+        expect([result.code, result.stdout.trim()]).toEqual([0, 'ran']);
+        expect(await lockRows(dataSource)).toEqual([]);
+      } finally {
+        await crashed.close();
+        await stale.close();
+      }
     });
 
     /** `slotlock run` of LONG_COMMAND, started and holding its locks; the command is killed at the end of the test. */

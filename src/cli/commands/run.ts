@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import * as os from 'node:os';
 import { Option, type Command } from 'commander';
 import {
@@ -127,7 +128,7 @@ Example:
             url,
             owner,
             keys,
-            { ttlSeconds: options.ttl, waitSeconds: options.wait },
+            { ttlSeconds: options.ttl, waitSeconds: options.wait, ownerChosen: options.owner !== undefined },
             command,
             args,
           ),
@@ -136,24 +137,30 @@ Example:
     );
 }
 
-/** `slotlock-run(<hostname>:<pid>)`, the hostname shortened if the owner would pass 64 bytes. */
-export function defaultRunOwner(hostname = os.hostname(), pid = process.pid): string {
-  const fixed = `slotlock-run(:${pid})`;
+/**
+ * `slotlock-run(<hostname>:<pid>)`, or `slotlock-run(<hostname>:<pid>:<suffix>)`, the
+ * hostname shortened if the owner would pass 64 bytes.
+ */
+export function defaultRunOwner(hostname = os.hostname(), pid = process.pid, suffix?: string): string {
+  const tail = suffix === undefined ? `${pid}` : `${pid}:${suffix}`;
+  const fixed = `slotlock-run(:${tail})`;
   let host = hostname;
   while (Buffer.byteLength(host) + fixed.length > MAX_OWNER_BYTES) host = [...host].slice(0, -1).join('');
-  return `slotlock-run(${host}:${pid})`;
+  return `slotlock-run(${host}:${tail})`;
 }
 
 /** How `run` takes its locks: `--ttl` and `--wait`, in seconds. */
 interface RunHolding {
   readonly ttlSeconds: number;
   readonly waitSeconds: number;
+  /** True when `--owner` named the owner; false when it is {@link defaultRunOwner}'s. */
+  readonly ownerChosen: boolean;
 }
 
 async function runHoldingLocks(
   slotLocks: SlotLockService,
   url: string,
-  owner: string,
+  ownerAsked: string,
   keys: readonly string[],
   holding: RunHolding,
   command: string,
@@ -161,9 +168,13 @@ async function runHoldingLocks(
 ): Promise<number> {
   const relay = new SignalRelay(placeCommand());
   let session: SlotLockSession | undefined;
+  let owner = ownerAsked;
   try {
     // The session first: the locks are taken under it (and a kill -9 while waiting leaves nothing behind).
-    if (holding.ttlSeconds > 0) session = await openRunSession(slotLocks, url, owner, holding.ttlSeconds);
+    if (holding.ttlSeconds > 0) {
+      session = await openRunSession(slotLocks, url, owner, holding);
+      owner = session.ownerPHID;
+    }
     const started = Date.now();
     let waited = false;
     try {
@@ -224,11 +235,21 @@ async function openRunSession(
   slotLocks: SlotLockService,
   url: string,
   owner: string,
-  ttlSeconds: number,
+  holding: RunHolding,
 ): Promise<SlotLockSession> {
+  const ttlMs = Math.round(holding.ttlSeconds * 1000);
   try {
-    return await slotLocks.openSession({ ownerPHID: owner, ttlMs: Math.round(ttlSeconds * 1000) });
+    return await slotLocks.openSession({ ownerPHID: owner, ttlMs });
   } catch (error) {
+    if (error instanceof SlotLockSessionError && error.problem === 'owner-in-use' && !holding.ownerChosen) {
+      // This host and pid had a run before that has not expired yet: a container restarted
+      // after a crash (pid 1 again). This process is not that one; it holds as an owner of its own.
+      const fresh = defaultRunOwner(os.hostname(), process.pid, randomBytes(4).toString('hex'));
+      process.stderr.write(
+        `slotlock: a live session of "${owner}" exists (an earlier run with this pid on this host); holding as "${fresh}"\n`,
+      );
+      return openRunSession(slotLocks, url, fresh, { ...holding, ownerChosen: true });
+    }
     if (error instanceof SlotLockSessionError && error.problem === 'owner-in-use') {
       throw new CliError(
         `another process holds a live session of "${owner}" (another \`slotlock run --owner\` of it?): ` +

@@ -150,7 +150,7 @@ describe.each(ENGINES.map((engine) => [engine.name, engine] as const))(
       expect(await holders(dataSource)).toEqual([]);
     });
 
-    it('--ttl 0.5: a session of 500 ms; the command runs 2 s (four TTLs) and keeps its lock all along', async () => {
+    it('--ttl 1: a session of 1 s; the command runs 4 s (four TTLs) and keeps its lock all along', async () => {
       const result = await runCli([
         'run',
         '--owner',
@@ -158,11 +158,11 @@ describe.each(ENGINES.map((engine) => [engine.name, engine] as const))(
         '--lock',
         'job(1)',
         '--ttl',
-        '0.5',
+        '1',
         '--url',
         url,
         '--',
-        ...node("console.log('running'); setTimeout(() => console.log('done'), 2000)"),
+        ...node("console.log('running'); setTimeout(() => console.log('done'), 4000)"),
       ]);
       expect({ code: result.code, stdout: result.stdout, stderr: result.stderr }).toEqual({
         code: 0,

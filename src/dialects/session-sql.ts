@@ -20,6 +20,8 @@ export interface SessionSql {
   renewSession(table: string, ownerPHID: string, token: string, leaseMs: number): SqlStatement;
   /** A row `{ live: 1 }` when the session exists, is this one and has not expired; no row otherwise. Locks nothing. */
   selectLive(table: string, ownerPHID: string, token: string): SqlStatement;
+  /** A row `{ live: 1 }` when any session of the owner exists, of whatever opening, expired or not. */
+  selectAnyOfOwner(table: string, ownerPHID: string): SqlStatement;
   /** Deletes this session (its token's), live or not; no other opening of its owner. */
   deleteSession(table: string, ownerPHID: string, token: string): SqlStatement;
   /** Deletes a session only if it has expired: one row changed means it was dead and is now gone. */
@@ -105,6 +107,12 @@ export function sessionSql(parts: SessionSqlParts): SessionSql {
           `SELECT 1 AS live FROM ${quoteTable(table)} ` +
           `WHERE ${owner} = ${p(1)} AND ${token} = ${p(2)} AND ${expiresAt} >= ${nowMs}`,
         params: [parts.owner(ownerPHID), sessionToken],
+      };
+    },
+    selectAnyOfOwner(table, ownerPHID) {
+      return {
+        sql: `SELECT 1 AS live FROM ${quoteTable(table)} WHERE ${owner} = ${p(1)}`,
+        params: [parts.owner(ownerPHID)],
       };
     },
     deleteSession(table, ownerPHID, sessionToken) {

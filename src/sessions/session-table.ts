@@ -91,9 +91,13 @@ export class SessionTable {
    */
   async end(runner: QueryRunner, owner: string, token: string): Promise<number> {
     const session = this.delete(owner, token);
-    // No row of this opening: it was reaped (its locks with it), and the owner's locks now, if
-    // any, are a later session's.
-    if ((await changeThroughTypeorm(runner, session.sql, [...session.params])) === 0) return 0;
+    if ((await changeThroughTypeorm(runner, session.sql, [...session.params])) === 0) {
+      // No row of this opening (reaped, or deleted by hand). A row of a later opening of the
+      // owner means the owner's locks now are that session's: leave them. No row at all:
+      // they are this one's, left behind (a reap deletes them with the row; a hand does not).
+      const { sql, params } = this.#sql.selectAnyOfOwner(this.name, owner);
+      if (((await queryThroughTypeorm(runner, sql, [...params])) as unknown[]).length > 0) return 0;
+    }
     const locks = this.locks.deleteByOwner(owner);
     return changeThroughTypeorm(runner, locks.sql, [...locks.params]);
   }

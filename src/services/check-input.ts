@@ -82,15 +82,23 @@ function storageProblem(text: string, rules: TextRules): string | undefined {
  */
 export function prepareLocks(lockKeys: unknown, rules: TextRules, argumentName = 'lockKeys'): RequestedLock[] {
   const keys = toKeyArray(lockKeys, argumentName);
-  const byIndex = new Map<string, RequestedLock>();
+  const locks = new Array<RequestedLock>(keys.length);
   // An index loop, not forEach: forEach skips the holes of a sparse array ([, 'k']).
   for (let position = 0; position < keys.length; position += 1) {
     const lockKey = checkLockKey(keys[position], rules, argumentName, position);
-    const lockIndex = digestForIndex(lockKey);
-    // Two keys with one digest (72 bits: vanishingly rare) need one row: the index is the lock.
-    if (!byIndex.has(lockIndex)) byIndex.set(lockIndex, { lockKey, lockIndex });
+    locks[position] = { lockKey, lockIndex: digestForIndex(lockKey) };
   }
-  return [...byIndex.values()].sort(compareByIndex);
+  locks.sort(compareByIndex);
+  // Duplicates are neighbours once sorted, the first asked first (the sort is stable); two
+  // keys with one digest (72 bits: vanishingly rare) need one row too: the index is the lock.
+  // Sorted, then deduplicated in place: no Map on every call's path (issue 12, item 1).
+  let kept = Math.min(locks.length, 1);
+  for (let next = 1; next < locks.length; next += 1) {
+    const lock = locks[next]!;
+    if (lock.lockIndex !== locks[kept - 1]!.lockIndex) locks[kept++] = lock;
+  }
+  locks.length = kept;
+  return locks;
 }
 
 /**

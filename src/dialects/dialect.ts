@@ -125,6 +125,11 @@ export interface SlotLockDialect {
    */
   readonly autocommitQuery: AutocommitQuery;
   /**
+   * {@link autocommitQuery} run synchronously, where the driver answers so (better-sqlite3):
+   * returns the rows changed or throws. Undefined for drivers that answer later.
+   */
+  readonly autocommitNow?: (dataSource: DataSource, statement: SqlStatement) => number;
+  /**
    * The isolation of a transaction of the service's own that reads slots and then inserts
    * one (a session's `acquireSlot`): MySQL's REPEATABLE READ would read every batch in the
    * snapshot of the first, and report free slots taken since as lost races. Undefined

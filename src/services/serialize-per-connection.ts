@@ -77,6 +77,16 @@ export function outsideUnits<T>(fn: () => T): T {
   return held.exit(fn);
 }
 
+/**
+ * True when no unit of `key` is queued or running, so that one run now, synchronously,
+ * is what {@link serializePerConnection} would do with it (and nothing can interleave
+ * with synchronous code).
+ */
+export function isIdle(key: object): boolean {
+  const queue = queues.get(key);
+  return queue === undefined || queue.size === 0;
+}
+
 /** True when the current code runs inside a reentrant unit of `key` (see {@link serializePerConnection}). */
 export function insideUnitOf(key: object): boolean {
   return held.getStore()?.has(key) === true;

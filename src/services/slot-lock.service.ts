@@ -1,5 +1,6 @@
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import { dialectFor } from '../dialects';
+import type { SqlStatement } from '../dialects/dialect';
 import type { DrydockSlotLock } from '../entities/drydock-slot-lock.entity';
 import { publish, type SlotLockRetryEvent } from '../diagnostics/slot-lock-channels';
 import { driverCause } from '../errors/classify-error';
@@ -38,6 +39,7 @@ import { ServiceConnection } from './units/service-connection';
 import {
   acquireInServiceTransaction,
   insertOrReport,
+  acquireNow,
   runWork,
   serviceSlotTries,
 } from './units/service-transaction-unit';
@@ -253,8 +255,10 @@ export class SlotLockService {
     if (locks.length === 0) return Promise.resolve();
     const once = (): Promise<void> => this.#acquireOnce(owner, locks, retry, callerRunner, session);
     const reaping = (): Promise<void> => this.#reapingHolders(once, callerRunner);
-    const acquiring =
-      wait === undefined ? reaping() : waitForLocks(reaping, wait, () => this.#giveBack(owner, locks, retry));
+    let acquiring: Promise<void> | undefined;
+    if (wait !== undefined) acquiring = waitForLocks(reaping, wait, () => this.#giveBack(owner, locks, retry));
+    else if (callerRunner === undefined && session === undefined) acquiring = this.#acquireNow(owner, locks, once);
+    acquiring ??= reaping();
     return acquiring.then(
       () =>
         publish.acquired(() => ({
@@ -294,15 +298,17 @@ export class SlotLockService {
       releasing = releaseInCallerTransaction(this.#table, callerRunner, owner);
     } else {
       const statement = this.#table.deleteByOwner(owner);
-      releasing = retryOnContention(
-        retry,
-        this.#isContention,
-        () => this.#connection.exclusive((dataSource) => this.#connection.autocommit(dataSource, statement)),
-        reportRetry(owner, 'releaseLocks'),
-      ).catch((error: unknown) => {
-        // A release has no lock map to report: the driver's own error says what happened.
-        throw error instanceof ContentionExhausted ? error.error : error;
-      });
+      releasing =
+        this.#releaseNow(statement) ??
+        retryOnContention(
+          retry,
+          this.#isContention,
+          () => this.#connection.exclusive((dataSource) => this.#connection.autocommit(dataSource, statement)),
+          reportRetry(owner, 'releaseLocks'),
+        ).catch((error: unknown) => {
+          // A release has no lock map to report: the driver's own error says what happened.
+          throw error instanceof ContentionExhausted ? error.error : error;
+        });
     }
     return releasing.then((count) => {
       publish.released(() => ({ ownerPHID: owner, count }));
@@ -522,6 +528,40 @@ export class SlotLockService {
       delays: this.#options.wait,
       wakeups: waitMs > 0 ? this.#wakeups : undefined,
     };
+  }
+
+  /**
+   * The usual acquisition (no manager, session or wait) without the promise layers of a
+   * unit, where the connection can run its one INSERT synchronously (see `acquireNow`):
+   * undefined when it cannot (nothing was sent). A failure goes on as the usual path's
+   * first attempt would have: contention is tried again the usual way, with its retries
+   * and pauses; a conflict becomes a SlotLockException, and an expired session's holders
+   * are reaped and the locks tried again.
+   */
+  #acquireNow(owner: string, locks: readonly RequestedLock[], once: () => Promise<void>): Promise<void> | undefined {
+    try {
+      return acquireNow(this.#table, this.#connection, owner, locks) ? DONE : undefined;
+    } catch (error) {
+      if (this.#table.isContention(error)) return undefined;
+      return this.#translateAcquireError(error, locks, 1).then((translated) =>
+        this.#reapThenRetry(translated, once, undefined),
+      );
+    }
+  }
+
+  /**
+   * releaseLocks' DELETE run at once and synchronously where the connection allows it
+   * (see `ServiceConnection.synchronousNow`); undefined when it cannot, or when it met
+   * contention (tried again the usual way, with its retries and pauses).
+   */
+  #releaseNow(statement: SqlStatement): Promise<number> | undefined {
+    const dataSource = this.#connection.synchronousNow;
+    if (dataSource === undefined) return undefined;
+    try {
+      return Promise.resolve(this.#connection.autocommitNow(dataSource, statement));
+    } catch (error) {
+      return this.#table.isContention(error) ? undefined : Promise.reject(error);
+    }
   }
 
   /** One try of acquireLocks: on the caller's transaction, in a session's unit, or the service's own way. */
@@ -762,6 +802,9 @@ export class SlotLockService {
     return error;
   }
 }
+
+/** An acquisition that has taken its locks already (see `#acquireNow`). */
+const DONE: Promise<void> = Promise.resolve();
 
 /** The work of a session's acquisition: the locks alone. */
 function noWork(): void {}

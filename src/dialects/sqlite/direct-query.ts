@@ -1,5 +1,6 @@
 import type { DataSource } from 'typeorm';
 import { sqliteConnectionOf, type SqliteDatabase, type SqliteStatement } from '../../compat/typeorm-driver';
+import type { SqlStatement } from '../dialect';
 import { logQueryDone, logQueryStart, queryFailed, type AutocommitQuery } from '../direct-query';
 
 /** Prepared statements per connection: the same few statements run over and over. */
@@ -14,10 +15,10 @@ const MAX_PREPARED = 128;
 
 /**
  * One statement straight on a DataSource's better-sqlite3 connection, prepared once and
- * logged as TypeORM's query runner would. better-sqlite3 answers synchronously, so the
- * runner's promises are most of the cost of a lock cycle on SQLite.
+ * logged as TypeORM's query runner would; synchronous, as better-sqlite3 is. Resolves
+ * nothing: returns the rows changed, or throws `QueryFailedError`.
  */
-export const sqliteAutocommitQuery: AutocommitQuery = async (dataSource: DataSource, statement) => {
+export function sqliteAutocommitNow(dataSource: DataSource, statement: SqlStatement): number {
   // Read at each call: the connection changes if the DataSource is destroyed and initialized again.
   const connection = sqliteConnectionOf(dataSource);
   if (connection === undefined) throw new Error('the SQLite DataSource is not initialized');
@@ -37,4 +38,12 @@ export const sqliteAutocommitQuery: AutocommitQuery = async (dataSource: DataSou
   } catch (error) {
     throw queryFailed(dataSource, statement.sql, params, error, startedAt);
   }
-};
+}
+
+/**
+ * {@link sqliteAutocommitNow} as a promise, for the paths that queue their units.
+ * better-sqlite3 answers synchronously, so the promises around a statement are most of
+ * the cost of a lock cycle on SQLite.
+ */
+export const sqliteAutocommitQuery: AutocommitQuery = async (dataSource, statement) =>
+  sqliteAutocommitNow(dataSource, statement);

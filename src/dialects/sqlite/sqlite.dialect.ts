@@ -6,7 +6,7 @@ import { portableTableMigration, type PortableColumnTypes } from '../portable-sc
 import { firstFreeSlotSql } from '../first-free-slot';
 import { keptStatementText } from '../statement-text';
 import { boundParameterSizing, quotedSql } from '../quoted-sql';
-import { sqliteAutocommitQuery } from './direct-query';
+import { sqliteAutocommitNow, sqliteAutocommitQuery } from './direct-query';
 import { sessionSql } from '../session-sql';
 
 /** SQLite's text comparison is BINARY by default: byte-exact and case-sensitive. */
@@ -140,6 +140,7 @@ export const sqliteDialect: SlotLockDialect = Object.freeze({
   ...boundParameterSizing,
 
   autocommitQuery: sqliteAutocommitQuery,
+  autocommitNow: sqliteAutocommitNow,
 
   sessions: sessionSql({
     quoteTable: sql.quoteTable,

@@ -6,7 +6,7 @@ import type { SlotLockDialect, SqlStatement } from '../../dialects/dialect';
 import { canSkipQueryRunner } from '../../dialects/direct-query';
 import { SqliteOwnConnection } from '../../dialects/sqlite/own-connection';
 import { waitOutBusy } from '../retry-on-contention';
-import { insideUnitOf, serializePerConnection } from '../serialize-per-connection';
+import { insideUnitOf, isIdle, serializePerConnection } from '../serialize-per-connection';
 
 /**
  * Where the service's own units of work run (everything but a caller's `{ manager }`):
@@ -47,6 +47,24 @@ export class ServiceConnection {
       return sqlite.get().then((opened) => this.#oneAtATime(opened, deadline, fn, runsUserCode));
     }
     return this.#oneAtATime(own, deadline, fn, runsUserCode);
+  }
+
+  /**
+   * The DataSource on which one statement can run at once and synchronously
+   * ({@link autocommitNow}), or undefined: only where the driver answers synchronously
+   * (SQLite), on the service's own connection once open, while no unit of this process
+   * is queued or running there (a unit's `work` calls the service from inside it: that
+   * call queues as ever) and nothing needs TypeORM's runner. Run so, a statement does
+   * what it would do queued, without the promise layers of a unit (issue 12, item 1).
+   */
+  get synchronousNow(): DataSource | undefined {
+    const own = this.#dialect.autocommitNow === undefined ? undefined : this.#sqlite?.ready;
+    return own !== undefined && isIdle(own) && canSkipQueryRunner(own) ? own : undefined;
+  }
+
+  /** Runs one statement in autocommit on a DataSource from {@link synchronousNow}: the rows it changed, or it throws. */
+  autocommitNow(dataSource: DataSource, statement: SqlStatement): number {
+    return this.#dialect.autocommitNow!(dataSource, statement);
   }
 
   /** Runs one statement in autocommit and resolves to the rows it changed. */

@@ -29,6 +29,33 @@ export function acquireInServiceTransaction(
     : runPlan(table, connection, dataSource, plan);
 }
 
+/**
+ * The usual acquisition, one INSERT of the service's own in autocommit, run at once and
+ * synchronously where the connection allows it (see {@link ServiceConnection.synchronousNow}):
+ * true when the locks were taken, false when it could not run so (nothing was sent; the
+ * caller takes the usual path). Throws what the attempt threw, as
+ * {@link acquireInServiceTransaction} would.
+ */
+export function acquireNow(
+  table: LockTable,
+  connection: ServiceConnection,
+  owner: string,
+  locks: readonly RequestedLock[],
+): boolean {
+  const dataSource = connection.synchronousNow;
+  if (dataSource === undefined) return false;
+  const plan = table.planInserts(dataSource, owner, locks);
+  if (plan instanceof Promise) {
+    // The server's limit is not known yet: the usual path waits for the same read (and reports its failure).
+    plan.catch(() => undefined);
+    return false;
+  }
+  if (plan.ends.length !== 1) return false; // several statements need a transaction: the usual path
+  const statement = table.insertStatement(plan, 0);
+  if (connection.autocommitNow(dataSource, statement) < statement.rowCount) throw new LocksHeldError();
+  return true;
+}
+
 function runPlan(
   table: LockTable,
   connection: ServiceConnection,

@@ -26,6 +26,22 @@ export function retryOnContention<T>(
   return started(() => attempt(1)).catch((error: unknown) => retryAfter(retry, isContention, attempt, onRetry, error));
 }
 
+/**
+ * {@link retryOnContention} for work with no lock map to report (releases, giving back,
+ * sessions' statements): when retrying did not get past contention, the driver's own
+ * last error is thrown, as it says what happened.
+ */
+export function retryOrDriverError<T>(
+  retry: Readonly<RetryOptions>,
+  isContention: (error: unknown) => boolean,
+  attempt: (attemptNumber: number) => Promise<T>,
+  onRetry?: (error: unknown, attemptNumber: number) => void,
+): Promise<T> {
+  return retryOnContention(retry, isContention, attempt, onRetry).catch((error: unknown) => {
+    throw error instanceof ContentionExhausted ? error.error : error;
+  });
+}
+
 async function retryAfter<T>(
   retry: Readonly<RetryOptions>,
   isContention: (error: unknown) => boolean,

@@ -8,7 +8,7 @@ import { driverErrorOf } from '../errors/driver-error-of';
 import { SlotLockException } from '../errors/slot-lock.exception';
 import { checkLimit, checkLockKey, checkOwner, prepareLocks, type RequestedLock, type TextRules } from './check-input';
 import { LockTable } from './lock-table';
-import { ContentionExhausted, retryOnContention } from './retry-on-contention';
+import { ContentionExhausted, retryOnContention, retryOrDriverError } from './retry-on-contention';
 import {
   checkSessionTtl,
   checkWait,
@@ -300,15 +300,12 @@ export class SlotLockService {
       const statement = this.#table.deleteByOwner(owner);
       releasing =
         this.#releaseNow(statement) ??
-        retryOnContention(
+        retryOrDriverError(
           retry,
           this.#isContention,
           () => this.#connection.exclusive((dataSource) => this.#connection.autocommit(dataSource, statement)),
           reportRetry(owner, 'releaseLocks'),
-        ).catch((error: unknown) => {
-          // A release has no lock map to report: the driver's own error says what happened.
-          throw error instanceof ContentionExhausted ? error.error : error;
-        });
+        );
     }
     return releasing.then((count) => {
       publish.released(() => ({ ownerPHID: owner, count }));
@@ -734,15 +731,13 @@ export class SlotLockService {
 
   /** Gives back the locks a call took after its signal aborted (SPEC 10: an aborted call holds nothing). */
   #giveBack(owner: string, locks: readonly RequestedLock[], retry: Readonly<RetryOptions>): Promise<void> {
-    return retryOnContention(retry, this.#isContention, () =>
+    return retryOrDriverError(retry, this.#isContention, () =>
       this.#connection.exclusive((dataSource) =>
         this.#connection.transaction(dataSource, (runner) =>
           this.#table.deleteInserted(runner, owner, locks, locks.length),
         ),
       ),
-    ).catch((error: unknown) => {
-      throw error instanceof ContentionExhausted ? error.error : error;
-    });
+    );
   }
 
   /** Who holds `locks`, read on the service's own connection right after a failure. */

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { QueryRunner } from 'typeorm';
 import { changeThroughTypeorm } from '../compat/typeorm-driver';
 import { publish } from '../diagnostics/slot-lock-channels';
-import { ContentionExhausted, retryOnContention } from '../services/retry-on-contention';
+import { retryOrDriverError } from '../services/retry-on-contention';
 import type { RetryOptions } from '../services/slot-lock.options';
 import { guarded, inCallerTransaction, transactionGone } from '../services/units/caller-transaction-unit';
 import type { ServiceConnection } from '../services/units/service-connection';
@@ -257,10 +257,7 @@ export class Sessions {
 
   #retried<T>(attempt: () => Promise<T>): Promise<T> {
     const locks = this.#table.locks;
-    return retryOnContention(this.#retry, (error) => locks.isContention(error), attempt).catch((error: unknown) => {
-      // No lock map to report here: the driver's own error says what happened.
-      throw error instanceof ContentionExhausted ? error.error : error;
-    });
+    return retryOrDriverError(this.#retry, (error) => locks.isContention(error), attempt);
   }
 
   #missingTable(cause: unknown, owner?: string): SlotLockSessionError {

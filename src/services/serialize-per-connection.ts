@@ -4,6 +4,8 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 interface Queue {
   size: number;
   tail: Promise<unknown>;
+  /** The reentrant unit running now, if any: only code it started may run nested in it. */
+  running?: object;
 }
 
 /** Options of {@link serializePerConnection}. */
@@ -23,7 +25,13 @@ export interface SerializeOptions {
 }
 
 const queues = new WeakMap<object, Queue>();
-const held = new AsyncLocalStorage<ReadonlySet<object>>();
+/**
+ * Per key, the reentrant unit the current code was started from. A unit's code can
+ * outlive it (a timer or a promise it left behind keeps this context), so a call counts
+ * as nested only while that very unit is the one running: otherwise it would join a
+ * later unit's transaction, and vanish with its rollback.
+ */
+const held = new AsyncLocalStorage<ReadonlyMap<object, object>>();
 
 /**
  * Runs `fn` after every earlier call for the same `key` has settled; `fn` learns whether
@@ -41,12 +49,22 @@ export function serializePerConnection<T>(
   options: SerializeOptions = {},
 ): Promise<T> {
   const outer = held.getStore();
-  if (outer?.has(key)) return fn(true);
-  const run = options.reentrant
-    ? (): Promise<T> => held.run(new Set(outer ?? []).add(key), () => fn(false))
-    : (): Promise<T> => fn(false);
   let queue = queues.get(key);
+  if (outer !== undefined && isRunning(queue, outer.get(key))) return fn(true);
   if (queue === undefined) queues.set(key, (queue = { size: 0, tail: Promise.resolve() }));
+  const own = queue;
+  const run = options.reentrant
+    ? (): Promise<T> => {
+        const unit = {};
+        own.running = unit;
+        const ended = (): void => {
+          if (own.running === unit) own.running = undefined;
+        };
+        const result = held.run(new Map(outer ?? []).set(key, unit), () => fn(false));
+        result.then(ended, ended);
+        return result;
+      }
+    : (): Promise<T> => fn(false);
 
   let result: Promise<T>;
   let turn: Promise<unknown>;
@@ -87,9 +105,13 @@ export function isIdle(key: object): boolean {
   return queue === undefined || queue.size === 0;
 }
 
-/** True when the current code runs inside a reentrant unit of `key` (see {@link serializePerConnection}). */
+/** True when the current code runs inside the reentrant unit of `key` running now (see {@link serializePerConnection}). */
 export function insideUnitOf(key: object): boolean {
-  return held.getStore()?.has(key) === true;
+  return isRunning(queues.get(key), held.getStore()?.get(key));
+}
+
+function isRunning(queue: Queue | undefined, unit: object | undefined): boolean {
+  return unit !== undefined && queue?.running === unit;
 }
 
 function runWithinWait<T>(

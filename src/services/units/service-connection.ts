@@ -131,6 +131,8 @@ export class ServiceConnection {
       (nested) => {
         // A unit nested in another (a call from `work`) is part of that one's transaction.
         if (nested) return fn(dataSource);
+        // close() ran while this unit waited for its turn: the next call reopens, and so does this one.
+        if (!sharesApp && !dataSource.isInitialized) return this.exclusive(fn, runsUserCode);
         if (sharesApp) return this.#onAppConnection(() => fn(dataSource));
         return waitOutBusy(deadline, isSqliteBusy, () => fn(dataSource));
       },

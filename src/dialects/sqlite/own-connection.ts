@@ -117,8 +117,13 @@ export class SqliteOwnConnection {
       timeout: 0,
     } as DataSourceOptions);
     await own.initialize();
-    // The app's subscribers see the entity events of `work`, as they would on its own connection.
-    own.subscribers.push(...this.#main.subscribers);
+    // The service waits for the file itself (see busyTimeoutMs): an app's prepareDatabase that
+    // sets a busy timeout would otherwise make each busy statement block the event loop.
+    sqliteConnectionOf(own)?.pragma('busy_timeout = 0');
+    // The app's subscribers, those registered later included, see the service's statements and
+    // the entity events of `work`, as they would on the app's own connection.
+    const main = this.#main;
+    Object.defineProperty(own, 'subscribers', { get: () => main.subscribers, configurable: true });
     this.#own = own;
     this.#besides = app;
     return own;

@@ -106,14 +106,28 @@ async function waitAfter<T>(
     if (!isBusy(error)) throw error;
     const remaining = deadline - Date.now();
     if (remaining <= 0) throw error;
-    const ceiling = Math.min(BUSY_POLL_MAX_MS, 2 ** (tries - 1));
-    await sleep(Math.min(remaining, ceiling / 2 + (Math.random() * ceiling) / 2));
+    await sleep(Math.min(remaining, busyPauseMs(tries)));
     try {
       return await attempt();
     } catch (next) {
       error = next;
     }
   }
+}
+
+/** The pause after the `tries`-th busy try: from 1 ms, doubling up to {@link BUSY_POLL_MAX_MS}, jittered. */
+function busyPauseMs(tries: number): number {
+  const ceiling = Math.min(BUSY_POLL_MAX_MS, 2 ** (tries - 1));
+  return ceiling / 2 + (Math.random() * ceiling) / 2;
+}
+
+/**
+ * `next()` after the pause {@link waitOutBusy} makes after a first busy try: for a
+ * statement that met "busy" outside it (run at once), so that the usual way's first try
+ * is not the same statement again straight away.
+ */
+export function afterBusyPause<T>(next: () => Promise<T>): Promise<T> {
+  return sleep(busyPauseMs(1)).then(next);
 }
 
 /** `run()`, with a synchronous throw turned into a rejection. */

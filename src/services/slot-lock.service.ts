@@ -8,7 +8,7 @@ import { driverErrorOf } from '../errors/driver-error-of';
 import { SlotLockException } from '../errors/slot-lock.exception';
 import { checkLimit, checkLockKey, checkOwner, prepareLocks, type RequestedLock, type TextRules } from './check-input';
 import { LockTable } from './lock-table';
-import { ContentionExhausted, retryOnContention, retryOrDriverError } from './retry-on-contention';
+import { afterBusyPause, ContentionExhausted, retryOnContention, retryOrDriverError } from './retry-on-contention';
 import {
   checkSessionTtl,
   checkWait,
@@ -298,14 +298,14 @@ export class SlotLockService {
       releasing = releaseInCallerTransaction(this.#table, callerRunner, owner);
     } else {
       const statement = this.#table.deleteByOwner(owner);
-      releasing =
-        this.#releaseNow(statement) ??
+      const usual = (): Promise<number> =>
         retryOrDriverError(
           retry,
           this.#isContention,
           () => this.#connection.exclusive((dataSource) => this.#connection.autocommit(dataSource, statement)),
           reportRetry(owner, 'releaseLocks'),
         );
+      releasing = this.#releaseNow(statement, usual) ?? usual();
     }
     return releasing.then((count) => {
       publish.released(() => ({ ownerPHID: owner, count }));
@@ -531,15 +531,16 @@ export class SlotLockService {
    * The usual acquisition (no manager, session or wait) without the promise layers of a
    * unit, where the connection can run its one INSERT synchronously (see `acquireNow`):
    * undefined when it cannot (nothing was sent). A failure goes on as the usual path's
-   * first attempt would have: contention is tried again the usual way, with its retries
-   * and pauses; a conflict becomes a SlotLockException, and an expired session's holders
-   * are reaped and the locks tried again.
+   * first attempt would have: "busy" (another writer has the file) is tried again the
+   * usual way, with its waits and retries, after the pause that way makes after a busy
+   * try; a conflict becomes a SlotLockException, and an expired session's holders are
+   * reaped and the locks tried again.
    */
   #acquireNow(owner: string, locks: readonly RequestedLock[], once: () => Promise<void>): Promise<void> | undefined {
     try {
       return acquireNow(this.#table, this.#connection, owner, locks) ? DONE : undefined;
     } catch (error) {
-      if (this.#table.isContention(error)) return undefined;
+      if (this.#table.isContention(error)) return afterBusyPause(() => this.#reapingHolders(once));
       return this.#translateAcquireError(error, locks, 1).then((translated) =>
         this.#reapThenRetry(translated, once, undefined),
       );
@@ -548,16 +549,16 @@ export class SlotLockService {
 
   /**
    * releaseLocks' DELETE run at once and synchronously where the connection allows it
-   * (see `ServiceConnection.synchronousNow`); undefined when it cannot, or when it met
-   * contention (tried again the usual way, with its retries and pauses).
+   * (see `ServiceConnection.synchronousNow`); undefined when it cannot (nothing was
+   * sent). "Busy" goes on the `usual` way, after the pause that way makes after a busy try.
    */
-  #releaseNow(statement: SqlStatement): Promise<number> | undefined {
+  #releaseNow(statement: SqlStatement, usual: () => Promise<number>): Promise<number> | undefined {
     const dataSource = this.#connection.synchronousNow;
     if (dataSource === undefined) return undefined;
     try {
       return Promise.resolve(this.#connection.autocommitNow(dataSource, statement));
     } catch (error) {
-      return this.#table.isContention(error) ? undefined : Promise.reject(error);
+      return this.#table.isContention(error) ? afterBusyPause(usual) : Promise.reject(error);
     }
   }
 

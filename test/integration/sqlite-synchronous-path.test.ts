@@ -103,13 +103,17 @@ for (const engine of SQLITE)
       raw.prepare('BEGIN IMMEDIATE').run();
       let settled = false;
       const acquiring = service.acquireLocks(OWNER, ['busy(1)']).finally(() => (settled = true));
+      // The statement that met "busy" is not sent again straight away: the usual way's pause comes first.
+      expect(logger.matching('INSERT')).toHaveLength(1);
       await new Promise((resolve) => setTimeout(resolve, 150));
       expect(settled).toBe(false);
       raw.prepare('COMMIT').run();
       await acquiring;
       expect(heldBy(OWNER)).toEqual(['busy(1)']);
       raw.prepare('BEGIN IMMEDIATE').run();
+      logger.clear();
       const releasing = service.releaseLocks(OWNER);
+      expect(logger.matching('DELETE')).toHaveLength(1);
       await new Promise((resolve) => setTimeout(resolve, 150));
       expect(heldBy(OWNER)).toEqual(['busy(1)']);
       raw.prepare('COMMIT').run();
@@ -124,5 +128,99 @@ for (const engine of SQLITE)
       const releasing = service.releaseLocks(OWNER);
       expect(heldBy(OWNER)).toEqual([]);
       expect(await releasing).toBe(1);
+    });
+  });
+
+for (const engine of SQLITE)
+  describe(`the service's own SQLite connection, beside the app's, on ${engine.name}`, () => {
+    const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+    test('a call started from a unit’s work after that unit ended runs on its own, not inside a later unit (whose rollback would take its locks)', async () => {
+      const dataSource = await freshEngineDataSource(engine, 'own_leaked');
+      const service = new SlotLockService(dataSource);
+      try {
+        let late: Promise<void> | undefined;
+        await service.commitWithLocks(OWNER, ['first-unit'], () => {
+          // Runs after this unit has committed, in the context its timer was set in.
+          setTimeout(() => {
+            late = service.acquireLocks(HOLDER, ['late(1)']);
+          }, 50);
+        });
+        const laterUnit = service.commitWithLocks('PHID-DRYL-later', ['later-unit'], async () => {
+          await sleep(150);
+          throw new Error('the later unit fails');
+        });
+        await sleep(100);
+        await late;
+        await expect(laterUnit).rejects.toThrow('the later unit fails');
+        expect(await service.isLockFree('late(1)')).toBe(false);
+        expect(await service.isLockFree('later-unit')).toBe(true);
+      } finally {
+        await service.close();
+        await dataSource.destroy();
+      }
+    });
+
+    test('calls queued behind another service’s close() on the same DataSource reopen the connection and succeed', async () => {
+      const dataSource = await freshEngineDataSource(engine, 'own_close_queue');
+      const closing = new SlotLockService(dataSource);
+      const working = new SlotLockService(dataSource);
+      try {
+        await closing.acquireLocks(OWNER, ['opened']);
+        await closing.releaseLocks(OWNER);
+        const closed = closing.close();
+        const calls: Array<Promise<void>> = [];
+        for (let i = 0; i < 4; i += 1) {
+          // A turn of the microtask queue between calls: close() takes its place in the queue among them.
+          await Promise.resolve();
+          calls.push(working.acquireLocks(`PHID-DRYL-q${i}`, [`queued(${i})`]));
+        }
+        await closed;
+        await expect(Promise.all(calls)).resolves.toHaveLength(4);
+        for (let i = 0; i < 4; i += 1) expect(await working.isLockFree(`queued(${i})`)).toBe(false);
+      } finally {
+        await working.close();
+        await dataSource.destroy();
+      }
+    });
+
+    test('a subscriber registered after the service’s connection opened sees its statements', async () => {
+      const dataSource = await freshEngineDataSource(engine, 'own_late_subscriber');
+      const service = new SlotLockService(dataSource);
+      try {
+        await service.acquireLocks(OWNER, ['before']);
+        const seen: string[] = [];
+        dataSource.subscribers.push({ beforeQuery: (event) => void seen.push(event.query.trimStart().slice(0, 6)) });
+        await service.releaseLocks(OWNER);
+        await service.acquireLocks(OWNER, ['after']);
+        expect(seen).toEqual(['DELETE', 'INSERT']);
+      } finally {
+        await service.close();
+        await dataSource.destroy();
+      }
+    });
+
+    test('an app whose prepareDatabase sets a busy timeout: the service still waits for a locked file without blocking the event loop', async () => {
+      const dataSource = await freshEngineDataSource(engine, 'own_busy_timeout', {
+        prepareDatabase: (db: Database.Database) => void db.pragma('busy_timeout = 2000'),
+      } as never);
+      const service = new SlotLockService(dataSource);
+      const other = new Database(dataSource.options.database as string);
+      try {
+        await service.acquireLocks(OWNER, ['opened']);
+        other.prepare('BEGIN IMMEDIATE').run();
+        const before = Date.now();
+        const acquiring = service.acquireLocks(HOLDER, ['waited']);
+        // With the app's 2 s busy timeout the statement would have blocked right here for 2 s.
+        expect(Date.now() - before).toBeLessThan(1000);
+        await sleep(100);
+        other.prepare('COMMIT').run();
+        await acquiring;
+        expect(await service.isLockFree('waited')).toBe(false);
+      } finally {
+        other.close();
+        await service.close();
+        await dataSource.destroy();
+      }
     });
   });

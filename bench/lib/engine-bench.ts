@@ -243,7 +243,9 @@ export async function benchSqlite(settings: EngineBenchSettings, progress: Progr
         `A temporary file database in WAL mode, busy timeout 5 s, synchronous=${rawSync === 2 ? 'FULL' : rawSync === 1 ? 'NORMAL' : rawSync} on both sides.`,
         'C=8 means 8 async callers in one process sharing one connection: TypeORM gives every query runner the same ' +
           'connection, so the package runs its own work one unit at a time per DataSource; raw better-sqlite3 is ' +
-          'synchronous, so its 8 callers take turns as well. C measures in-process queueing, not parallelism.',
+          'synchronous, so its 8 callers take turns as well. C measures in-process queueing, not parallelism. ' +
+          'Both sides yield between the INSERT and the DELETE of a cycle (the package because acquireLocks returns a ' +
+          'promise; the raw side with an await), so the callers’ statements reach SQLite interleaved alike.',
       ],
       cases,
     };

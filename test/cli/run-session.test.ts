@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { DataSource } from 'typeorm';
 import { killCli, runCli, startCli, type RunningCli } from '../support/cli';
-import { ENGINES, freshEngineDataSource, lockRows, type TestEngine } from '../support/engines';
+import { ENGINES, clearLocksAndSessions, freshEngineDataSource, lockRows, type TestEngine } from '../support/engines';
 import { SlotLockService } from '../../src';
 import { startTcpRelay } from '../support/tcp-relay';
 
@@ -99,10 +99,7 @@ describe.each(ENGINES.map((engine) => [engine.name, engine] as const))(
       url = engine.url(LABEL);
     });
     afterAll(() => dataSource?.destroy());
-    beforeEach(async () => {
-      await dataSource.query(`DELETE FROM ${dataSource.driver.escape('drydock_slotlock')}`);
-      await dataSource.query(`DELETE FROM ${dataSource.driver.escape('drydock_slotlock_session')}`);
-    });
+    beforeEach(() => clearLocksAndSessions(dataSource));
 
     test('without --owner, a live session of this host and pid (a container restarted after a crash) does not stop the run', async () => {
       // In a pid namespace of its own slotlock is pid 1, as in a restarted container; the crashed run's session is live.

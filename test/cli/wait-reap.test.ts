@@ -1,7 +1,7 @@
 import * as os from 'node:os';
 import type { DataSource } from 'typeorm';
 import { killCli, runCli, startCli, type RunningCli } from '../support/cli';
-import { ENGINES, freshEngineDataSource, lockRows, type TestEngine } from '../support/engines';
+import { ENGINES, clearLocksAndSessions, freshEngineDataSource, lockRows, type TestEngine } from '../support/engines';
 
 /**
  * `slotlock acquire --wait` (the service's waitMs: polling, or PostgreSQL's wake-up on a
@@ -48,10 +48,7 @@ describe.each(ENGINES.map((engine) => [engine.name, engine] as const))(
       url = engine.url(LABEL);
     });
     afterAll(() => dataSource?.destroy());
-    beforeEach(async () => {
-      await dataSource.query(`DELETE FROM ${dataSource.driver.escape('drydock_slotlock')}`);
-      await dataSource.query(`DELETE FROM ${dataSource.driver.escape('drydock_slotlock_session')}`);
-    });
+    beforeEach(() => clearLocksAndSessions(dataSource));
 
     /** Takes `keys` for `owner` with `slotlock acquire`, durably. */
     async function acquire(owner: string, ...keys: string[]): Promise<void> {

@@ -135,10 +135,24 @@ for (const engine of SQLITE)
   describe(`the service's own SQLite connection, beside the app's, on ${engine.name}`, () => {
     const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
-    test('a call started from a unit’s work after that unit ended runs on its own, not inside a later unit (whose rollback would take its locks)', async () => {
-      const dataSource = await freshEngineDataSource(engine, 'own_leaked');
+    /** A fresh database of its own for one test, a service on it, both closed afterwards. */
+    async function withOwnDatabase(
+      label: string,
+      test: (dataSource: DataSource, service: SlotLockService) => Promise<void>,
+      extra: Record<string, unknown> = {},
+    ): Promise<void> {
+      const dataSource = await freshEngineDataSource(engine, label, extra);
       const service = new SlotLockService(dataSource);
       try {
+        await test(dataSource, service);
+      } finally {
+        await service.close();
+        await dataSource.destroy();
+      }
+    }
+
+    test('a call started from a unit’s work after that unit ended runs on its own, not inside a later unit (whose rollback would take its locks)', () =>
+      withOwnDatabase('own_leaked', async (_dataSource, service) => {
         let late: Promise<void> | undefined;
         await service.commitWithLocks(OWNER, ['first-unit'], () => {
           // Runs after this unit has committed, in the context its timer was set in.
@@ -155,17 +169,11 @@ for (const engine of SQLITE)
         await expect(laterUnit).rejects.toThrow('the later unit fails');
         expect(await service.isLockFree('late(1)')).toBe(false);
         expect(await service.isLockFree('later-unit')).toBe(true);
-      } finally {
-        await service.close();
-        await dataSource.destroy();
-      }
-    });
+      }));
 
-    test('calls queued behind another service’s close() on the same DataSource reopen the connection and succeed', async () => {
-      const dataSource = await freshEngineDataSource(engine, 'own_close_queue');
-      const closing = new SlotLockService(dataSource);
-      const working = new SlotLockService(dataSource);
-      try {
+    test('calls queued behind another service’s close() on the same DataSource reopen the connection and succeed', () =>
+      withOwnDatabase('own_close_queue', async (dataSource, working) => {
+        const closing = new SlotLockService(dataSource);
         await closing.acquireLocks(OWNER, ['opened']);
         await closing.releaseLocks(OWNER);
         const closed = closing.close();
@@ -178,49 +186,38 @@ for (const engine of SQLITE)
         await closed;
         await expect(Promise.all(calls)).resolves.toHaveLength(4);
         for (let i = 0; i < 4; i += 1) expect(await working.isLockFree(`queued(${i})`)).toBe(false);
-      } finally {
-        await working.close();
-        await dataSource.destroy();
-      }
-    });
+      }));
 
-    test('a subscriber registered after the service’s connection opened sees its statements', async () => {
-      const dataSource = await freshEngineDataSource(engine, 'own_late_subscriber');
-      const service = new SlotLockService(dataSource);
-      try {
+    test('a subscriber registered after the service’s connection opened sees its statements', () =>
+      withOwnDatabase('own_late_subscriber', async (dataSource, service) => {
         await service.acquireLocks(OWNER, ['before']);
         const seen: string[] = [];
         dataSource.subscribers.push({ beforeQuery: (event) => void seen.push(event.query.trimStart().slice(0, 6)) });
         await service.releaseLocks(OWNER);
         await service.acquireLocks(OWNER, ['after']);
         expect(seen).toEqual(['DELETE', 'INSERT']);
-      } finally {
-        await service.close();
-        await dataSource.destroy();
-      }
-    });
+      }));
 
-    test('an app whose prepareDatabase sets a busy timeout: the service still waits for a locked file without blocking the event loop', async () => {
-      const dataSource = await freshEngineDataSource(engine, 'own_busy_timeout', {
-        prepareDatabase: (db: Database.Database) => void db.pragma('busy_timeout = 2000'),
-      } as never);
-      const service = new SlotLockService(dataSource);
-      const other = new Database(dataSource.options.database as string);
-      try {
-        await service.acquireLocks(OWNER, ['opened']);
-        other.prepare('BEGIN IMMEDIATE').run();
-        const before = Date.now();
-        const acquiring = service.acquireLocks(HOLDER, ['waited']);
-        // With the app's 2 s busy timeout the statement would have blocked right here for 2 s.
-        expect(Date.now() - before).toBeLessThan(1000);
-        await sleep(100);
-        other.prepare('COMMIT').run();
-        await acquiring;
-        expect(await service.isLockFree('waited')).toBe(false);
-      } finally {
-        other.close();
-        await service.close();
-        await dataSource.destroy();
-      }
-    });
+    test('an app whose prepareDatabase sets a busy timeout: the service still waits for a locked file without blocking the event loop', () =>
+      withOwnDatabase(
+        'own_busy_timeout',
+        async (dataSource, service) => {
+          const other = new Database(dataSource.options.database as string);
+          try {
+            await service.acquireLocks(OWNER, ['opened']);
+            other.prepare('BEGIN IMMEDIATE').run();
+            const before = Date.now();
+            const acquiring = service.acquireLocks(HOLDER, ['waited']);
+            // With the app's 2 s busy timeout the statement would have blocked right here for 2 s.
+            expect(Date.now() - before).toBeLessThan(1000);
+            await sleep(100);
+            other.prepare('COMMIT').run();
+            await acquiring;
+            expect(await service.isLockFree('waited')).toBe(false);
+          } finally {
+            other.close();
+          }
+        },
+        { prepareDatabase: (db: Database.Database) => void db.pragma('busy_timeout = 2000') },
+      ));
   });

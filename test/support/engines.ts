@@ -119,6 +119,12 @@ export async function clearLocks(dataSource: DataSource): Promise<void> {
   await dataSource.getRepository(DrydockSlotLock).clear();
 }
 
+/** Empties the lock table and the session table (the session migration must have run). */
+export async function clearLocksAndSessions(dataSource: DataSource): Promise<void> {
+  await dataSource.query(`DELETE FROM ${dataSource.driver.escape('drydock_slotlock')}`);
+  await dataSource.query(`DELETE FROM ${dataSource.driver.escape('drydock_slotlock_session')}`);
+}
+
 /** Creates a scratch table for a test's own writes (portable DDL through TypeORM). */
 export async function createScratchTable(
   dataSource: DataSource,

@@ -59,6 +59,7 @@ export interface SlotLockCallOptions {
    * resolves as soon as the holders release, and rejects with the SlotLockException only
    * once `waitMs` has passed. `Infinity` waits until `signal` aborts. Not with `manager`:
    * waiting inside your transaction would keep what it holds from others. Default `0`.
+   * `acquireSlot` callers of one process wait in line: see {@link SlotLockService.acquireSlot}.
    */
   readonly waitMs?: number;
   /**

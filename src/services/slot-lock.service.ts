@@ -25,6 +25,7 @@ import { newSessionOwner, Sessions, type ReapedSessions } from '../sessions/sess
 import { SessionTable } from '../sessions/session-table';
 import type { SlotLockSession } from '../sessions/slot-lock-session';
 import { waitForLocks, type ReleaseWakeups, type WaitPlan } from '../waiting/wait-for-locks';
+import { waitingLinesOf, type WaitingLines } from '../waiting/waiting-line';
 import {
   acquireInCallerTransaction,
   callerRunnerOf,
@@ -117,6 +118,8 @@ export class SlotLockService {
   readonly #sessions: Sessions;
   /** What wakes waiters on a release, where the engine can (PostgreSQL). */
   readonly #wakeups: ReleaseWakeups | undefined;
+  /** This process's callers waiting for slots, per family, shared with every service on the DataSource. */
+  readonly #waitingLines: WaitingLines;
 
   /**
    * @param dataSource - a TypeORM data source of type `mysql`, `mariadb`, `postgres` or `better-sqlite3`
@@ -138,6 +141,7 @@ export class SlotLockService {
       this.#options.retry,
     );
     this.#wakeups = dialect.releaseWakeups?.(dataSource);
+    this.#waitingLines = waitingLinesOf(dataSource);
   }
 
   /**
@@ -308,6 +312,7 @@ export class SlotLockService {
       releasing = this.#releaseNow(statement, usual) ?? usual();
     }
     return releasing.then((count) => {
+      if (count > 0) this.#waitingLines.releasedBy(owner, callerRunner === undefined);
       publish.released(() => ({ ownerPHID: owner, count }));
       return count;
     });
@@ -353,6 +358,11 @@ export class SlotLockService {
    * seen held, its lock map a sample (the holders of the last batch tried, at most 32
    * entries); `'contention'` after 8 free slots were taken by others first.
    *
+   * With `waitMs`, callers of this process wait in line for the family (per DataSource):
+   * only the first in line tries again, a slot released here (`releaseLocks` of an owner
+   * that took it here) goes to it at once, and a caller who comes while others wait goes
+   * to the back. Releases elsewhere are found by the first in line's pauses.
+   *
    * @example
    * ```ts
    * const { slot, lockKey } = await slotLocks.acquireSlot(leasePHID, 'licence(matlab)', 3);
@@ -379,9 +389,7 @@ export class SlotLockService {
     const reaping = (): Promise<AcquiredSlot> => this.#reapingHolders(once, callerRunner);
     let taken: AcquiredSlot;
     try {
-      taken = await (wait === undefined
-        ? reaping()
-        : waitForLocks(reaping, wait, (slot) => this.#giveBack(owner, [family.lockOf(slot.slot)], retry)));
+      taken = await (wait === undefined ? reaping() : this.#waitForSlot(owner, family, reaping, wait, retry));
     } catch (error) {
       // The keys of a slot rejection: those its lock map names (the last batch tried).
       throw reportConflict(
@@ -390,6 +398,7 @@ export class SlotLockService {
         error,
       );
     }
+    this.#waitingLines.took(owner, family.key);
     publish.acquired(() => ({
       ownerPHID: owner,
       lockKeys: [taken.lockKey],
@@ -513,6 +522,38 @@ export class SlotLockService {
   }
 
   // --- internals -------------------------------------------------------------------
+
+  /**
+   * acquireSlot's wait: in the line of this process's waiters for the family when it
+   * waits at all, so that a slot released here goes to the first of them; its
+   * `attempts` count the statements of every try.
+   */
+  async #waitForSlot(
+    owner: string,
+    family: SlotFamily,
+    reaping: () => Promise<AcquiredSlot>,
+    wait: WaitPlan,
+    retry: Readonly<RetryOptions>,
+  ): Promise<AcquiredSlot> {
+    const line = wait.deadline > Date.now() ? this.#waitingLines.use(family.key) : undefined;
+    let earlierAttempts = 0;
+    const counted = async (): Promise<AcquiredSlot> => {
+      try {
+        const slot = await reaping();
+        return earlierAttempts === 0 ? slot : { ...slot, attempts: slot.attempts + earlierAttempts };
+      } catch (error) {
+        if (error instanceof SlotLockException) earlierAttempts += error.attempts;
+        throw error;
+      }
+    };
+    try {
+      return await waitForLocks(counted, { ...wait, line }, (slot) =>
+        this.#giveBack(owner, [family.lockOf(slot.slot)], retry),
+      );
+    } finally {
+      if (line !== undefined) this.#waitingLines.done(family.key);
+    }
+  }
 
   /** The wait of a call with `waitMs` or `signal`; undefined for a call that neither waits nor can be cancelled. */
   #waitPlanFor(options: SlotLockCallOptions, withManager: boolean): WaitPlan | undefined {

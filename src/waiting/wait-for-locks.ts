@@ -1,5 +1,6 @@
 import { addAbortListener } from 'node:events';
 import { SlotLockException } from '../errors/slot-lock.exception';
+import type { Place, WaitingLine } from './waiting-line';
 
 /** How waiters poll for held locks to be released (SPEC 10): jittered, growing pauses. */
 export interface WaitOptions {
@@ -31,13 +32,17 @@ export interface WaitPlan {
   readonly signal: AbortSignal | undefined;
   readonly delays: Readonly<WaitOptions>;
   readonly wakeups: ReleaseWakeups | undefined;
+  /** The line of this process's waiters for the same slot family, if the call waits in one (acquireSlot). */
+  readonly line?: WaitingLine | undefined;
 }
 
 /**
  * Runs `attempt` until it takes its locks, or until a held lock (or contention the
  * retries did not get past) outlasts `plan.deadline`: then its SlotLockException stands.
  * Between tries it pauses (jittered, growing to `maxDelayMs`), and wakes early on a
- * release where the engine says so.
+ * release where the engine says so. With a waiting line (`plan.line`), a caller that found
+ * every slot held, or came while others wait, joins the line and tries again only when
+ * its turn comes.
  *
  * An abort rejects with the signal's reason: at once during a pause; during a try, when
  * that try returns, after `undo` has given back whatever it took. So the caller holds
@@ -49,11 +54,17 @@ export async function waitForLocks<T>(
   plan: WaitPlan,
   undo?: (taken: T) => Promise<unknown>,
 ): Promise<T> {
-  const { signal } = plan;
+  const { signal, line } = plan;
+  // A place in line once a try found every slot held, or at once behind those who did.
+  let place: Place | undefined;
   let releases = 0;
   let wake: (() => void) | undefined;
   let unsubscribe: (() => void) | undefined;
   try {
+    if (line !== undefined && !line.isEmpty) {
+      place = line.join();
+      await place.turn(plan.delays.baseDelayMs, plan.deadline, signal);
+    }
     for (let failures = 0; ;) {
       signal?.throwIfAborted();
       const seenReleases = releases;
@@ -63,16 +74,23 @@ export async function waitForLocks<T>(
       } catch (error) {
         if (!worthWaiting(error) || Date.now() >= plan.deadline) throw error;
         failures += 1;
+        place ??= line?.join();
         if (plan.wakeups !== undefined && unsubscribe === undefined) {
           // Listening from now on; a release before that is caught by trying again at once.
           unsubscribe = await plan.wakeups.subscribe(() => {
             releases += 1;
-            wake?.();
+            if (place !== undefined) place.line.nudge();
+            else wake?.();
           });
+          if (place === undefined || place.isFirst) continue;
+        }
+        const pauseMs = Math.min(delayMs(plan.delays, failures), plan.deadline - Date.now());
+        if (place !== undefined) {
+          await place.turn(pauseMs, plan.deadline, signal);
           continue;
         }
         if (releases !== seenReleases) continue; // released while that try was in flight
-        await pause(Math.min(delayMs(plan.delays, failures), plan.deadline - Date.now()), signal, (resume) => {
+        await pause(pauseMs, signal, (resume) => {
           wake = resume;
         });
         wake = undefined;
@@ -86,6 +104,7 @@ export async function waitForLocks<T>(
     }
   } finally {
     unsubscribe?.();
+    place?.leave();
   }
 }
 

@@ -46,6 +46,7 @@ function total(results: readonly RaceWorkerResult[]) {
   return {
     attempts: sum((r) => r.attempts),
     successes: sum((r) => r.successes),
+    successesByWorker: results.map((r) => r.successes),
     conflicts: sum((r) => r.conflicts),
     conflictsHeld: sum((r) => r.conflictsHeld),
     conflictsContention: sum((r) => r.conflictsContention),
@@ -214,6 +215,31 @@ describe.each(ENGINES)('SPEC 4.1/4.4 multi-process race on $name', (engine) => {
     expect(totals.conflicts).toBeGreaterThan(0); // eight callers, four slots
     expectSpecHeld(totals);
     // Every slot was used, and none much more than the others (the candidates come in random order).
+    expect(totals.slotUses).toHaveLength(4);
+    for (const uses of totals.slotUses) expect(uses).toBeGreaterThan(totals.successes / 8);
+    expect(await lockRows(dataSource)).toEqual([]);
+  });
+
+  it('callers in 4 processes waiting in line for a 4-slot family: each slot has one holder, every process is served, nobody gives up', async () => {
+    const configs: RaceWorkerConfig[] = Array.from({ length: 4 }, (_, workerId) => ({
+      url,
+      runId: RUN_ID,
+      workerId,
+      durationMs: 3000,
+      loops: 4,
+      poolSize: 4,
+      holdMaxMs: 3,
+      slots: { name: `race.line(${RUN_ID})`, limit: 4, waitMs: 60_000 },
+      ...(workerId === 0 ? { observeEveryMs: 2 } : {}),
+    }));
+
+    const totals = await race('4 processes x 4 callers waiting in line on 4 slots', configs);
+
+    // Sixteen callers on four slots waited (statements beyond the first), and every wait ended with a slot.
+    expect(totals.extraSlotAttempts).toBeGreaterThan(0);
+    expect(totals.conflicts).toBe(0);
+    expectSpecHeld(totals);
+    for (const successes of totals.successesByWorker) expect(successes).toBeGreaterThan(0);
     expect(totals.slotUses).toHaveLength(4);
     for (const uses of totals.slotUses) expect(uses).toBeGreaterThan(totals.successes / 8);
     expect(await lockRows(dataSource)).toEqual([]);

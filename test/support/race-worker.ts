@@ -61,8 +61,11 @@ export interface RaceWorkerConfig {
   };
   /** Fixed set: each cycle takes exactly these keys, in this order (used instead of `random`). */
   readonly fixedKeys?: readonly string[];
-  /** A slot family: each cycle takes one slot with acquireSlot (used instead of `random` and `fixedKeys`). */
-  readonly slots?: { readonly name: string; readonly limit: number };
+  /**
+   * A slot family: each cycle takes one slot with acquireSlot (used instead of `random`
+   * and `fixedKeys`), waiting up to `waitMs` for one where given.
+   */
+  readonly slots?: { readonly name: string; readonly limit: number; readonly waitMs?: number };
   /** When set, one extra loop reads the whole table every this many ms, looking for partial sets. */
   readonly observeEveryMs?: number;
 }
@@ -260,7 +263,7 @@ async function main(config: RaceWorkerConfig): Promise<RaceWorkerResult> {
       try {
         if (slots === undefined) await service.acquireLocks(owner, keys);
         else {
-          const taken = await service.acquireSlot(owner, slots.name, slots.limit);
+          const taken = await service.acquireSlot(owner, slots.name, slots.limit, { waitMs: slots.waitMs ?? 0 });
           distinct = new Set([taken.lockKey]);
           counters.slotUses[taken.slot] = (counters.slotUses[taken.slot] ?? 0) + 1;
           counters.extraSlotAttempts += taken.attempts - 1;

@@ -35,7 +35,7 @@ export interface AcquiredSlot {
   /**
    * Statements that tried to take a slot, this one's included: 1 when the first
    * try took it; more when every candidate of a try was held, or a free one was taken
-   * by someone else first.
+   * by someone else first. With `waitMs`, those of every try while waiting count too.
    */
   readonly attempts: number;
 }
@@ -44,12 +44,15 @@ export interface AcquiredSlot {
 export class SlotFamily {
   /** What every key of the family starts with. */
   readonly prefix: string;
+  /** Tells families apart in this process (its waiting line): the name and the limit. */
+  readonly key: string;
 
   constructor(
     readonly name: string,
     readonly limit: number,
   ) {
     this.prefix = `${name}.slot(`;
+    this.key = `${limit} ${name}`;
   }
 
   keyOf(slot: number): string {

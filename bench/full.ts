@@ -42,7 +42,7 @@ import { formatBytes, formatCount, formatRatio } from './lib/format';
 import { mysqlVersion, openMysqlPool, recreateMysqlDatabase } from './lib/engines/mariadb';
 import { describeMachine, machineLine } from './lib/machine';
 import { benchBatchSize, heapGrowth, peakRssDelta, summarizeBatch } from './full/batch-size';
-import { benchContention, summarizeContention } from './full/contention';
+import { benchContention, contentionTarget, describeContentionTarget, summarizeContention } from './full/contention';
 import {
   benchFairness,
   fairnessSection,
@@ -153,6 +153,7 @@ function printHeadlines(results: FullResults): void {
           `per slot ${s.perSlot.join('/')}, slot CV ${s.slotCv.toFixed(3)}`,
       );
     }
+    lines.push(`  ${describeContentionTarget(contentionTarget(results.contention))}`);
   }
   if (results.slots !== undefined) {
     for (const engine of results.slots.engines) {

@@ -1,13 +1,16 @@
 /**
- * Slot contention: N callers compete for `acquireSlot(owner, name, 4)`; each holds its
- * slot briefly, releases it, and goes again; a caller that finds all four held waits a
- * random 0 to HOLD_MS ms and tries again. N = 2, 8 and 32 run interleaved.
+ * Slot contention: N callers compete for `acquireSlot(owner, name, 4, { waitMs })`; each
+ * holds its slot briefly, releases it, and goes again; a caller that finds all four held
+ * waits in the package's line of this process's waiters for the family. N = 2, 8 and 32
+ * run interleaved.
  *
  * Counted from what acquireSlot answers: a "failed attempt" is a statement of a
- * successful acquireSlot beyond its first (`AcquiredSlot.attempts - 1`: on MySQL an
- * INSERT that met a slot taken since its read, elsewhere a try that lost every free
- * candidate to a concurrent insert); a "rejection" is a call that found every slot held
- * (a SlotLockException, the answer the caller waits on before trying again).
+ * successful acquireSlot beyond its first (`AcquiredSlot.attempts - 1`, which with
+ * `waitMs` counts every try of the wait: on MySQL a read that found every slot held or
+ * an INSERT that met a slot taken since its read, elsewhere a try that found every slot
+ * held or lost them to concurrent inserts); a "rejection" is a call that gave up (a
+ * SlotLockException after `waitMs`; the caller then waits a random 0 to HOLD_MS ms and
+ * asks again).
  */
 import { performance } from 'node:perf_hooks';
 import { SlotLockException, SlotLockService } from '../../src';
@@ -45,6 +48,8 @@ export interface ContentionResult {
 }
 
 const SLOT_NAME = 'bench.licence';
+/** Long enough that a caller in line is never turned away while the others are served. */
+const WAIT_MS = 10_000;
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
@@ -72,7 +77,9 @@ export async function benchContention(
           const owner = `PHID-SLOT-${callers}-${caller}`;
           while (performance.now() < deadline) {
             try {
-              const { slot, attempts } = await service.acquireSlot(owner, SLOT_NAME, settings.slots);
+              const { slot, attempts } = await service.acquireSlot(owner, SLOT_NAME, settings.slots, {
+                waitMs: WAIT_MS,
+              });
               conflicts.failedAttempts += attempts - 1;
               perSlot[slot] = (perSlot[slot] ?? 0) + 1;
               perCaller[caller] = (perCaller[caller] ?? 0) + 1;
@@ -129,6 +136,46 @@ export interface ContentionSummary {
   readonly callerCv: number;
   /** Median over rounds of (acquisitions/s at N) / (at the smallest N), within each round. */
   readonly vsSmallest: number;
+}
+
+/** Issue 12's slot target, read off one run. */
+export interface ContentionTarget {
+  readonly most: number;
+  readonly fewer: number;
+  /** Median over rounds of (acquisitions/s with the most callers) / (with fewer), within each round. */
+  readonly ratio: number;
+  readonly failedAttemptsPerAcquisition: number;
+  readonly slotCv: number;
+  /** At most 1 failed attempt per acquisition, at least as fast as fewer callers, slot CV within 0.05. */
+  readonly met: boolean;
+}
+
+/** The most callers against the second most (32 against 8): issue 12's target 3. */
+export function contentionTarget(result: ContentionResult): ContentionTarget {
+  const counts = result.settings.callerCounts;
+  const mostAt = counts.indexOf(Math.max(...counts));
+  const fewerAt = counts.indexOf(Math.max(...counts.filter((count) => count !== counts[mostAt])));
+  const rate = (slice: ContentionSlice): number => slice.acquisitions / slice.seconds;
+  const ratio = median(result.rounds.map((round) => rate(round[mostAt]!) / rate(round[fewerAt]!)));
+  const most = summarizeContention(result)[mostAt]!;
+  return {
+    most: counts[mostAt]!,
+    fewer: counts[fewerAt]!,
+    ratio,
+    failedAttemptsPerAcquisition: most.failedAttemptsPerAcquisition,
+    slotCv: most.slotCv,
+    met: most.failedAttemptsPerAcquisition <= 1 && ratio >= 1 && most.slotCv <= 0.05,
+  };
+}
+
+/** One line saying whether the target held. */
+export function describeContentionTarget(target: ContentionTarget): string {
+  return (
+    `Target (issue 12): with ${target.most} callers at most 1 failed attempt per acquisition, at least as fast as ` +
+    `${target.fewer} callers, slot CV within 0.05: ${target.failedAttemptsPerAcquisition.toFixed(2)} failed attempts, ` +
+    `${target.ratio.toFixed(2)}x the rate of ${target.fewer} callers, slot CV ${target.slotCv.toFixed(3)}: ` +
+    `${target.met ? 'met' : 'NOT met'}.`
+  );
 }
 
 export function summarizeContention(result: ContentionResult): ContentionSummary[] {

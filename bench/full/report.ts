@@ -7,7 +7,7 @@ import type { MachineDescription } from '../lib/machine';
 import { contentionPerThousand } from '../lib/closed-loop';
 import { barChart, lineChart, svgDocument, type Panel } from '../lib/svg';
 import { heapGrowth, peakRssDelta, summarizeBatch, type BatchResult } from './batch-size';
-import { summarizeContention, type ContentionResult } from './contention';
+import { contentionTarget, describeContentionTarget, summarizeContention, type ContentionResult } from './contention';
 import { fairnessSection, type FairnessResult } from './fairness';
 import { GALERA_ARMS, galeraRate, galeraRatio, type GaleraCase, type GaleraResult } from './galera';
 import { PEER_LABELS, peerRate, peerRatio, type PeersResult } from './peers';
@@ -342,13 +342,14 @@ function contentionSection(result: ContentionResult): string {
     '',
     `![Acquisitions per slot](${CHART_FILES.contention})`,
     '',
-    `N callers compete for \`acquireSlot(owner, name, ${settings.slots})\`: ${settings.slots} slots, each caller holds ` +
-      `the slot it got for ${settings.holdMs} ms, releases it and goes again; a caller that finds every slot held waits ` +
-      `a random 0 to ${settings.holdMs} ms. ${settings.rounds} interleaved rounds of ${settings.sliceMs} ms per N. A ` +
-      '"failed attempt" is a statement of a successful `acquireSlot` beyond its first (`AcquiredSlot.attempts - 1`): ' +
-      'on MariaDB an INSERT that met a slot taken since `acquireSlot` read its candidates; a "rejection" is a call ' +
-      'that found every slot held (the caller then waits and tries again: how often depends on its own pace, not on ' +
-      'the package). CV = coefficient of variation (standard deviation / mean): 0 is perfectly even.',
+    `N callers compete for \`acquireSlot(owner, name, ${settings.slots}, { waitMs })\`: ${settings.slots} slots, each ` +
+      `caller holds the slot it got for ${settings.holdMs} ms, releases it and goes again; a caller that finds every ` +
+      "slot held waits in the package's line of this process's waiters for the family, and a slot released here goes " +
+      `to the first in line. ${settings.rounds} interleaved rounds of ${settings.sliceMs} ms per N. A ` +
+      '"failed attempt" is a statement of a successful `acquireSlot` beyond its first (`AcquiredSlot.attempts - 1`, ' +
+      'every try of its wait included): on MariaDB a read that found every slot held, or an INSERT that met a slot ' +
+      'taken since its read; a "rejection" is a call that gave up after `waitMs`. CV = coefficient of variation ' +
+      '(standard deviation / mean): 0 is perfectly even.',
     '',
     markdownTable(
       [
@@ -364,6 +365,8 @@ function contentionSection(result: ContentionResult): string {
       ],
       rows,
     ),
+    '',
+    describeContentionTarget(contentionTarget(result)),
     '',
   ].join('\n');
 }

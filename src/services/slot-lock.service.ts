@@ -118,7 +118,7 @@ export class SlotLockService {
   readonly #sessions: Sessions;
   /** What wakes waiters on a release, where the engine can (PostgreSQL). */
   readonly #wakeups: ReleaseWakeups | undefined;
-  /** This process's callers waiting for slots, per family, shared with every service on the DataSource. */
+  /** This process's callers waiting for slots, per family, shared with every service on the same table. */
   readonly #waitingLines: WaitingLines;
 
   /**
@@ -135,13 +135,16 @@ export class SlotLockService {
     this.#rules = Object.freeze({ maxKeyBytes: this.#options.maxKeyBytes, nulAllowed: dialect.storesNul });
     this.#table = new LockTable(dialect, dialect.tableOf(dataSource, this.#options.tableName));
     this.#connection = new ServiceConnection(dataSource, dialect);
+    this.#waitingLines = waitingLinesOf(dataSource, this.#table.name);
     this.#sessions = new Sessions(
       new SessionTable(this.#table, dialect.tableOf(dataSource, this.#options.sessionTableName)),
       this.#connection,
       this.#options.retry,
+      (owner, count) => {
+        if (count > 0) this.#waitingLines.releasedBy(owner, true);
+      },
     );
     this.#wakeups = dialect.releaseWakeups?.(dataSource);
-    this.#waitingLines = waitingLinesOf(dataSource);
   }
 
   /**
@@ -398,7 +401,7 @@ export class SlotLockService {
         error,
       );
     }
-    this.#waitingLines.took(owner, family.key);
+    this.#waitingLines.took(owner, family.id);
     publish.acquired(() => ({
       ownerPHID: owner,
       lockKeys: [taken.lockKey],
@@ -535,7 +538,7 @@ export class SlotLockService {
     wait: WaitPlan,
     retry: Readonly<RetryOptions>,
   ): Promise<AcquiredSlot> {
-    const line = wait.deadline > Date.now() ? this.#waitingLines.use(family.key) : undefined;
+    const line = wait.deadline > Date.now() ? this.#waitingLines.use(family.id) : undefined;
     let earlierAttempts = 0;
     const counted = async (): Promise<AcquiredSlot> => {
       try {
@@ -551,7 +554,7 @@ export class SlotLockService {
         this.#giveBack(owner, [family.lockOf(slot.slot)], retry),
       );
     } finally {
-      if (line !== undefined) this.#waitingLines.done(family.key);
+      if (line !== undefined) this.#waitingLines.done(family.id);
     }
   }
 

@@ -55,13 +55,24 @@ export class Sessions {
   readonly #retry: Readonly<RetryOptions>;
   readonly #open = new Map<string, SlotLockSession>();
   readonly #closed = new Set<string>();
+  readonly #onReleased: (owner: string, count: number) => void;
   /** Each open session's token (see {@link SessionSql}). */
   readonly #tokens = new WeakMap<SlotLockSession, string>();
 
-  constructor(table: SessionTable, connection: ServiceConnection, retry: Readonly<RetryOptions>) {
+  /**
+   * @param onReleased - told of every owner whose locks a session's end or a reaping
+   *   deleted, with how many (the service's waiting lines hand the slots on).
+   */
+  constructor(
+    table: SessionTable,
+    connection: ServiceConnection,
+    retry: Readonly<RetryOptions>,
+    onReleased: (owner: string, count: number) => void = () => undefined,
+  ) {
     this.#table = table;
     this.#connection = connection;
     this.#retry = retry;
+    this.#onReleased = onReleased;
   }
 
   /**
@@ -229,7 +240,7 @@ export class Sessions {
         this.#connection.transaction(dataSource, (runner) => this.#table.reap(runner, owner)),
       ),
     ).then((freed) => {
-      if (freed !== undefined) publish.released(() => ({ ownerPHID: owner, count: freed }));
+      if (freed !== undefined) this.#released(owner, freed);
       return freed;
     });
   }
@@ -244,9 +255,14 @@ export class Sessions {
         this.#connection.transaction(dataSource, (runner) => this.#table.end(runner, owner, token)),
       ),
     ).then((released) => {
-      publish.released(() => ({ ownerPHID: owner, count: released }));
+      this.#released(owner, released);
       return released;
     });
+  }
+
+  #released(owner: string, count: number): void {
+    this.#onReleased(owner, count);
+    publish.released(() => ({ ownerPHID: owner, count }));
   }
 
   #autocommit(statement: { sql: string; params: readonly unknown[] }): Promise<number> {

@@ -1,6 +1,5 @@
-import { addAbortListener } from 'node:events';
 import { SlotLockException } from '../errors/slot-lock.exception';
-import type { Place, WaitingLine } from './waiting-line';
+import { WaitingLine, type Place } from './waiting-line';
 
 /** How waiters poll for held locks to be released (SPEC 10): jittered, growing pauses. */
 export interface WaitOptions {
@@ -54,50 +53,38 @@ export async function waitForLocks<T>(
   plan: WaitPlan,
   undo?: (taken: T) => Promise<unknown>,
 ): Promise<T> {
-  const { signal, line } = plan;
+  const { signal } = plan;
+  const line = plan.line ?? new WaitingLine();
   // A place in line once a try found every slot held, or at once behind those who did.
   let place: Place | undefined;
-  let releases = 0;
-  let wake: (() => void) | undefined;
   let unsubscribe: (() => void) | undefined;
+  let gaveBack = false;
   try {
-    if (line !== undefined && !line.isEmpty) {
+    if (!line.isEmpty) {
       place = line.join();
       await place.turn(plan.delays.baseDelayMs, plan.deadline, signal);
     }
     for (let failures = 0; ;) {
       signal?.throwIfAborted();
-      const seenReleases = releases;
+      place?.trying();
       let taken: T;
       try {
         taken = await attempt();
       } catch (error) {
         if (!worthWaiting(error) || Date.now() >= plan.deadline) throw error;
         failures += 1;
-        place ??= line?.join();
+        place ??= line.join();
         if (plan.wakeups !== undefined && unsubscribe === undefined) {
+          unsubscribe = await plan.wakeups.subscribe(place.nudge.bind(place));
           // Listening from now on; a release before that is caught by trying again at once.
-          unsubscribe = await plan.wakeups.subscribe(() => {
-            releases += 1;
-            if (place !== undefined) place.line.nudge();
-            else wake?.();
-          });
-          if (place === undefined || place.isFirst) continue;
+          if (place.isFirst) continue;
         }
-        const pauseMs = Math.min(delayMs(plan.delays, failures), plan.deadline - Date.now());
-        if (place !== undefined) {
-          await place.turn(pauseMs, plan.deadline, signal);
-          continue;
-        }
-        if (releases !== seenReleases) continue; // released while that try was in flight
-        await pause(pauseMs, signal, (resume) => {
-          wake = resume;
-        });
-        wake = undefined;
+        await place.turn(Math.min(delayMs(plan.delays, failures), plan.deadline - Date.now()), plan.deadline, signal);
         continue;
       }
       if (signal?.aborted && undo !== undefined) {
         await undo(taken);
+        gaveBack = true;
         signal.throwIfAborted();
       }
       return taken;
@@ -105,6 +92,7 @@ export async function waitForLocks<T>(
   } finally {
     unsubscribe?.();
     place?.leave();
+    if (gaveBack) line.released(1); // what an aborted call gave back goes to the next in line
   }
 }
 
@@ -117,25 +105,4 @@ function worthWaiting(error: unknown): boolean {
 function delayMs(delays: Readonly<WaitOptions>, failures: number): number {
   const ceiling = Math.min(delays.maxDelayMs, delays.baseDelayMs * 2 ** (failures - 1));
   return ceiling / 2 + (Math.random() * ceiling) / 2;
-}
-
-/** Waits `ms`, or until woken, or rejects with the signal's reason when it aborts. */
-function pause(ms: number, signal: AbortSignal | undefined, onWake: (resume: () => void) => void): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    const done = (): void => {
-      clearTimeout(timer);
-      listening?.[Symbol.dispose]();
-      resolve();
-    };
-    const timer = setTimeout(done, Math.max(0, ms));
-    // addAbortListener: many waits on one long-lived signal are not a listener leak to warn of.
-    const listening =
-      signal === undefined
-        ? undefined
-        : addAbortListener(signal, () => {
-            clearTimeout(timer);
-            reject(signal.reason);
-          });
-    onWake(done);
-  });
 }

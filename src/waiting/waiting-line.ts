@@ -1,5 +1,8 @@
 import { addAbortListener } from 'node:events';
 
+/** The longest delay `setTimeout` keeps (2^31 - 1 ms, about 24.8 days). */
+const LONGEST_TIMEOUT_MS = 2 ** 31 - 1;
+
 /**
  * The callers of this process waiting for a slot of one family, first come first served
  * (SPEC 10). Only the first in line tries again: when a slot of the family is released
@@ -7,6 +10,9 @@ import { addAbortListener } from 'node:events';
  * growing pause (a release elsewhere). Without the line, every waiter asked again on
  * its own timer and most found every slot held: 32 callers on 4 slots made about three
  * failed tries per acquisition and ran at a third of the rate of 8 callers.
+ *
+ * A call that waits for anything else waits in a line of its own, of one place: the
+ * same pauses, wake-ups and deadline, without anyone before it.
  */
 export class WaitingLine {
   readonly #places: Place[] = [];
@@ -30,15 +36,10 @@ export class WaitingLine {
     return place;
   }
 
-  /** A slot of the family was released through this process: the first in line tries now. */
+  /** `count` slots of the family were released through this process: the first in line tries now. */
   released(count: number): void {
     this.#releases = Math.min(this.#releases + count, this.#places.length);
     this.#places[0]?.wake(true);
-  }
-
-  /** Something was released somewhere (PostgreSQL's `NOTIFY`): the first in line tries now. */
-  nudge(): void {
-    this.#places[0]?.wake(false);
   }
 
   /** @internal */
@@ -70,8 +71,10 @@ export class Place {
   /** The pause of the first in line, while it waits for its turn. */
   #pauseMs = 0;
   #timer: NodeJS.Timeout | undefined;
-  /** A release was announced while this place was trying: its next turn comes at once. */
+  /** Something was released while this place was trying: its next turn comes at once. */
   #wokenWhileTrying = false;
+  /** Its turn came with a release that no try has used yet: passed on if it leaves. */
+  #releaseInHand = false;
 
   constructor(readonly line: WaitingLine) {}
 
@@ -88,7 +91,7 @@ export class Place {
    */
   turn(pauseMs: number, deadline: number, signal: AbortSignal | undefined): Promise<void> {
     signal?.throwIfAborted();
-    if (this.isFirst && (this.#wokenWhileTrying || this.line.takeRelease())) {
+    if (this.isFirst && (this.#wokenWhileTrying || this.#takeRelease())) {
       this.#wokenWhileTrying = false;
       return Promise.resolve();
     }
@@ -105,7 +108,8 @@ export class Place {
           finish();
           resolve();
         },
-        Math.max(0, deadline - Date.now()),
+        // Node fires a longer timeout at once (waitMs: Infinity): wake then, and wait again.
+        Math.min(Math.max(0, deadline - Date.now()), LONGEST_TIMEOUT_MS),
       );
       // addAbortListener: many waits on one long-lived signal are not a listener leak to warn of.
       const listening =
@@ -124,6 +128,19 @@ export class Place {
     });
   }
 
+  /** A try starts: it answers the release this place's turn came with, if any. */
+  trying(): void {
+    this.#releaseInHand = false;
+  }
+
+  /**
+   * Something was released somewhere (PostgreSQL's `NOTIFY`): if this place is first in
+   * line it tries now, or once more at once if it is trying. A caller behind it waits on.
+   */
+  nudge(): void {
+    if (this.isFirst) this.wake(false);
+  }
+
   /** @internal Woken as first in line: by a release through this process (`counted`), or a nudge. */
   wake(counted: boolean): void {
     if (this.#resume === undefined) {
@@ -131,22 +148,35 @@ export class Place {
       if (!counted) this.#wokenWhileTrying = true;
       return;
     }
-    if (counted && !this.line.takeRelease()) return;
+    if (counted && !this.#takeRelease()) return;
     this.#resume();
   }
 
   /** @internal Became first in line: try at once if a release waits, else start the pause. */
   promoted(): void {
     if (this.#resume === undefined) return;
-    if (this.line.takeRelease()) this.#resume();
+    if (this.#takeRelease()) this.#resume();
     else this.#startPause();
   }
 
-  /** Leaves the line (after taking a slot, giving up, or an abort); the next place moves up. A turn still awaited resolves. */
+  /**
+   * Leaves the line (after taking a slot, giving up, or an abort); the next place moves
+   * up, and gets the release this place's turn came with if no try of it used it.
+   */
   leave(): void {
     const resume = this.#resume;
     this.line.leave(this);
-    resume?.();
+    resume?.(); // ends a turn still awaited, for callers that leave without it
+    if (this.#releaseInHand) {
+      this.#releaseInHand = false;
+      this.line.released(1);
+    }
+  }
+
+  #takeRelease(): boolean {
+    if (!this.line.takeRelease()) return false;
+    this.#releaseInHand = true;
+    return true;
   }
 
   #startPause(): void {
@@ -155,13 +185,13 @@ export class Place {
   }
 }
 
-/** Owners remembered per DataSource; the oldest are forgotten beyond this (their releases then wake nobody early). */
+/** Owners remembered per lock table; beyond this the longest idle are forgotten (their releases then wake nobody early). */
 const REMEMBERED_OWNERS = 10_000;
 
 /**
- * The waiting lines of one DataSource in this process, one per slot family, and which
- * owners took slots of which family here, so that `releaseLocks(owner)` knows whose line
- * to move.
+ * The waiting lines of one lock table in this process, one per slot family (its name and
+ * limit: callers asking for one name with two limits wait apart), and which owners took
+ * slots of which family here, so that `releaseLocks(owner)` knows whose line to move.
  */
 export class WaitingLines {
   readonly #lines = new Map<string, { readonly line: WaitingLine; calls: number }>();
@@ -186,12 +216,11 @@ export class WaitingLines {
 
   /** `owner` took a slot of the family. */
   took(owner: string, familyKey: string): void {
-    let slots = this.#slotsOf.get(owner);
-    if (slots === undefined) {
-      if (this.#slotsOf.size >= REMEMBERED_OWNERS) this.#slotsOf.delete(this.#slotsOf.keys().next().value!);
-      slots = new Map();
-      this.#slotsOf.set(owner, slots);
-    }
+    const slots = this.#slotsOf.get(owner) ?? new Map<string, number>();
+    // Moved to the end: the owners forgotten first are those that took nothing for longest.
+    this.#slotsOf.delete(owner);
+    if (this.#slotsOf.size >= REMEMBERED_OWNERS) this.#slotsOf.delete(this.#slotsOf.keys().next().value!);
+    this.#slotsOf.set(owner, slots);
     slots.set(familyKey, (slots.get(familyKey) ?? 0) + 1);
   }
 
@@ -210,14 +239,22 @@ export class WaitingLines {
   }
 }
 
-const linesOf = new WeakMap<object, WaitingLines>();
+const linesOf = new WeakMap<object, Map<string, WaitingLines>>();
 
-/** The waiting lines of `dataSource`, shared by every service on it in this process. */
-export function waitingLinesOf(dataSource: object): WaitingLines {
-  let lines = linesOf.get(dataSource);
+/**
+ * The waiting lines of the lock table `table` on `dataSource`, shared by every service
+ * on them in this process (services on other tables wait apart).
+ */
+export function waitingLinesOf(dataSource: object, table: string): WaitingLines {
+  let tables = linesOf.get(dataSource);
+  if (tables === undefined) {
+    tables = new Map();
+    linesOf.set(dataSource, tables);
+  }
+  let lines = tables.get(table);
   if (lines === undefined) {
     lines = new WaitingLines();
-    linesOf.set(dataSource, lines);
+    tables.set(table, lines);
   }
   return lines;
 }

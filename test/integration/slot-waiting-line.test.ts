@@ -8,7 +8,7 @@
  */
 import { DataSource, type DataSourceOptions } from 'typeorm';
 import { SlotLockException, SlotLockService, dataSourceOptionsFromUrl, type AcquiredSlot } from '../../src';
-import { ENGINES, clearLocks, freshEngineDataSource, lockRows } from '../support/engines';
+import { ENGINES, clearLocks, freshEngineDataSource, lockRows, type TestEngine } from '../support/engines';
 import { rejection, resolution, sleep, track, type Tracked } from '../support/wait-timing';
 
 const LABEL = 'waitline';
@@ -19,6 +19,24 @@ const HANDED_OVER_MS = 1000;
 const FIRST_TRY_MS = 300;
 
 const owner = (name: string): string => `PHID-LINE-${name}`;
+/** A second lock table in the same database: its callers wait apart from the first table's. */
+const OTHER_TABLE = 'other_slotlock';
+
+/** A copy of the lock table's columns and indexes under another name (index names are per schema on PostgreSQL and SQLite). */
+async function copyLockTable(dataSource: DataSource, engineName: TestEngine['name'], name: string): Promise<void> {
+  if (engineName === 'mariadb') {
+    await dataSource.query(`CREATE TABLE IF NOT EXISTS ${name} LIKE drydock_slotlock`);
+  } else if (engineName === 'postgres') {
+    await dataSource.query(`CREATE TABLE IF NOT EXISTS ${name} (LIKE drydock_slotlock INCLUDING ALL)`);
+  } else {
+    const ddl: Array<{ sql: string }> = await dataSource.query(
+      "SELECT sql FROM sqlite_master WHERE tbl_name = 'drydock_slotlock' AND sql IS NOT NULL ORDER BY type DESC",
+    );
+    for (const { sql } of ddl) {
+      await dataSource.query(sql.replaceAll('"drydock_slotlock"', `"${name}"`).replaceAll('"key_', `"${name}_key_`));
+    }
+  }
+}
 
 /** `{ lockKey: ownerPHID }` of every lock row. */
 async function holders(dataSource: DataSource): Promise<Record<string, string>> {
@@ -40,6 +58,7 @@ describe.each(ENGINES)('SPEC 10 waiting in line for a slot on $name', (engine) =
   beforeAll(async () => {
     dataSource = await freshEngineDataSource(engine, LABEL);
     service = new SlotLockService(dataSource, { wait: SLOW_POLL });
+    await copyLockTable(dataSource, engine.name, OTHER_TABLE);
   });
   afterAll(async () => {
     await service?.close();
@@ -47,6 +66,7 @@ describe.each(ENGINES)('SPEC 10 waiting in line for a slot on $name', (engine) =
   });
   beforeEach(async () => {
     await clearLocks(dataSource);
+    await dataSource.query(`DELETE FROM ${OTHER_TABLE}`);
   });
 
   test('a slot released through this process goes at once to the first in line, and callers are served in the order they came', async () => {
@@ -133,6 +153,70 @@ describe.each(ENGINES)('SPEC 10 waiting in line for a slot on $name', (engine) =
       await polling.close();
       await otherService.close();
       await other.destroy();
+    }
+  });
+  test('with waitMs: Infinity, a caller behind the first tries only when its turn comes', async () => {
+    await service.acquireSlot(owner('h'), 'line.forever', 1);
+    const first = track(service.acquireSlot(owner('w0'), 'line.forever', 1, { waitMs: Infinity }));
+    await sleep(FIRST_TRY_MS);
+    const second = track(service.acquireSlot(owner('w1'), 'line.forever', 1, { waitMs: Infinity }));
+    await sleep(1000);
+    expect(await handOver('h', first)).toBeLessThan(HANDED_OVER_MS);
+    expect(await handOver('w0', second)).toBeLessThan(HANDED_OVER_MS);
+    // The first: its try, and at most one poll of 2.5-5 s, then the slot; the second: the slot alone.
+    expect((await resolution(first)).value.attempts).toBeLessThanOrEqual(3);
+    expect((await resolution(second)).value.attempts).toBe(1);
+  });
+
+  test("callers of another lock table on the same DataSource do not wait behind this table's line", async () => {
+    const otherTable = new SlotLockService(dataSource, { tableName: OTHER_TABLE, wait: SLOW_POLL });
+    try {
+      await service.acquireSlot(owner('h'), 'line.tables', 1);
+      const waiting = track(service.acquireSlot(owner('w'), 'line.tables', 1, { waitMs: 30_000 }));
+      await sleep(FIRST_TRY_MS);
+      const started = Date.now();
+      const taken = await otherTable.acquireSlot(owner('o'), 'line.tables', 1, { waitMs: 30_000 });
+      expect(Date.now() - started).toBeLessThan(HANDED_OVER_MS);
+      expect(taken.attempts).toBe(1);
+      expect(waiting.outcome()).toBeUndefined();
+      expect(await otherTable.releaseLocks(owner('o'))).toBe(1);
+      expect(await handOver('h', waiting)).toBeLessThan(HANDED_OVER_MS);
+    } finally {
+      await otherTable.close();
+    }
+  });
+
+  test('a slot given back by a caller aborted as its turn came goes on to the next in line', async () => {
+    await service.acquireSlot(owner('h'), 'line.giveback', 1);
+    const controller = new AbortController();
+    const first = track(
+      service.acquireSlot(owner('w0'), 'line.giveback', 1, { waitMs: 30_000, signal: controller.signal }),
+    );
+    await sleep(FIRST_TRY_MS);
+    const second = track(service.acquireSlot(owner('w1'), 'line.giveback', 1, { waitMs: 30_000 }));
+    await sleep(50);
+    const releasedAt = Date.now();
+    expect(await service.releaseLocks(owner('h'))).toBe(1);
+    controller.abort(); // the first's try is under way, or about to be
+    expect(((await rejection(first)).error as Error).name).toBe('AbortError');
+    const { at } = await resolution(second);
+    expect(at - releasedAt).toBeLessThan(HANDED_OVER_MS);
+    expect(await holders(dataSource)).toEqual({ 'line.giveback.slot(0)': owner('w1') });
+  });
+
+  test("a session's close hands its slots to the first in line", async () => {
+    const session = await service.openSession();
+    try {
+      await service.acquireSlot(session.ownerPHID, 'line.session', 1);
+      const waiting = track(service.acquireSlot(owner('w'), 'line.session', 1, { waitMs: 30_000 }));
+      await sleep(FIRST_TRY_MS);
+      const closedAt = Date.now();
+      await session.close();
+      const { at } = await resolution(waiting);
+      expect(at - closedAt).toBeLessThan(HANDED_OVER_MS);
+      expect(await holders(dataSource)).toEqual({ 'line.session.slot(0)': owner('w') });
+    } finally {
+      await session.close();
     }
   });
 });

@@ -28,6 +28,7 @@ describe('WaitingLine', () => {
     line.released(1);
     expect(await settledSoon(firstTurn)).toBe(true);
     expect(await settledSoon(secondTurn)).toBe(false);
+    first.trying(); // and took the slot
     first.leave();
     expect(await settledSoon(secondTurn)).toBe(false); // moved up, but no release is waiting for it
     line.released(1);
@@ -49,16 +50,47 @@ describe('WaitingLine', () => {
     later.leave();
   });
 
-  test('a nudge wakes the first in line, or its next turn when it was trying; never a caller behind it', async () => {
+  test('a nudge wakes its place when first in line, or its next turn when it was trying; never a caller behind it', async () => {
     const line = new WaitingLine();
     const first = line.join();
     const second = line.join();
     const secondTurn = second.turn(LONG_PAUSE_MS, FAR(), undefined);
-    line.nudge(); // first is trying
+    second.nudge(); // not first: ignored
+    first.nudge(); // first is trying
     expect(await settledSoon(first.turn(LONG_PAUSE_MS, FAR(), undefined))).toBe(true);
     const firstTurn = first.turn(LONG_PAUSE_MS, FAR(), undefined);
-    line.nudge();
+    first.nudge();
     expect(await settledSoon(firstTurn)).toBe(true);
+    expect(await settledSoon(secondTurn)).toBe(false);
+    first.leave();
+    second.leave();
+  });
+
+  test('a place that leaves with the release its turn came with, before trying, passes it to the next', async () => {
+    const line = new WaitingLine();
+    const first = line.join();
+    const second = line.join();
+    const firstTurn = first.turn(LONG_PAUSE_MS, FAR(), undefined);
+    const secondTurn = second.turn(LONG_PAUSE_MS, FAR(), undefined);
+    line.released(1);
+    await firstTurn;
+    first.leave(); // aborted before its try
+    expect(await settledSoon(secondTurn)).toBe(true);
+    second.trying(); // this one tried: leaving passes nothing on
+    const third = line.join();
+    const thirdTurn = third.turn(LONG_PAUSE_MS, FAR(), undefined);
+    second.leave();
+    expect(await settledSoon(thirdTurn)).toBe(false);
+    third.leave();
+  });
+
+  test('a deadline beyond what a timer can hold (waitMs: Infinity) does not wake a caller behind the first', async () => {
+    const line = new WaitingLine();
+    const first = line.join();
+    const second = line.join();
+    const secondTurn = second.turn(LONG_PAUSE_MS, Infinity, undefined);
+    expect(await settledSoon(secondTurn)).toBe(false);
+    await new Promise((resolve) => setTimeout(resolve, 20));
     expect(await settledSoon(secondTurn)).toBe(false);
     first.leave();
     second.leave();

@@ -44,15 +44,15 @@ export interface AcquiredSlot {
 export class SlotFamily {
   /** What every key of the family starts with. */
   readonly prefix: string;
-  /** Tells families apart in this process (its waiting line): the name and the limit. */
-  readonly key: string;
+  /** Tells families apart in this process's waiting lines: the limit and the name. */
+  readonly id: string;
 
   constructor(
     readonly name: string,
     readonly limit: number,
   ) {
     this.prefix = `${name}.slot(`;
-    this.key = `${limit} ${name}`;
+    this.id = `${limit} ${name}`;
   }
 
   keyOf(slot: number): string {

@@ -75,7 +75,7 @@ export async function waitForLocks<T>(
         failures += 1;
         place ??= line.join();
         if (plan.wakeups !== undefined && unsubscribe === undefined) {
-          unsubscribe = await plan.wakeups.subscribe(place.nudge.bind(place));
+          unsubscribe = await plan.wakeups.subscribe(line.nudge.bind(line));
           // Listening from now on; a release before that is caught by trying again at once.
           if (place.isFirst) continue;
         }

@@ -18,6 +18,8 @@ export class WaitingLine {
   readonly #places: Place[] = [];
   /** Releases through this process that no try has answered yet (never more than places in line). */
   #releases = 0;
+  /** A nudge is on its way to the first in line (see {@link nudge}). */
+  #nudging = false;
 
   /** True while nobody is in line. */
   get isEmpty(): boolean {
@@ -40,6 +42,21 @@ export class WaitingLine {
   released(count: number): void {
     this.#releases = Math.min(this.#releases + count, this.#places.length);
     this.#places[0]?.wake(true);
+  }
+
+  /**
+   * Something was released somewhere (PostgreSQL's `NOTIFY`): the first in line tries now,
+   * or once more at once if it is trying. Every waiter's subscription calls this for one
+   * notification, in one go: they count once, and reach the first in line even when it has
+   * not subscribed yet (it came while others waited, and has not tried).
+   */
+  nudge(): void {
+    if (this.#nudging) return;
+    this.#nudging = true;
+    queueMicrotask(() => {
+      this.#nudging = false;
+      this.#places[0]?.wake(false);
+    });
   }
 
   /** @internal */
@@ -131,14 +148,6 @@ export class Place {
   /** A try starts: it answers the release this place's turn came with, if any. */
   trying(): void {
     this.#releaseInHand = false;
-  }
-
-  /**
-   * Something was released somewhere (PostgreSQL's `NOTIFY`): if this place is first in
-   * line it tries now, or once more at once if it is trying. A caller behind it waits on.
-   */
-  nudge(): void {
-    if (this.isFirst) this.wake(false);
   }
 
   /** @internal Woken as first in line: by a release through this process (`counted`), or a nudge. */
@@ -246,6 +255,8 @@ const linesOf = new WeakMap<object, Map<string, WaitingLines>>();
  * on them in this process (services on other tables wait apart).
  */
 export function waitingLinesOf(dataSource: object, table: string): WaitingLines {
+  // By the name as the service was given it: services that spell one table differently
+  // (with and without its database or schema) wait apart, each finding the other's releases by polling.
   let tables = linesOf.get(dataSource);
   if (tables === undefined) {
     tables = new Map();

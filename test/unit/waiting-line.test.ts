@@ -50,16 +50,18 @@ describe('WaitingLine', () => {
     later.leave();
   });
 
-  test('a nudge wakes its place when first in line, or its next turn when it was trying; never a caller behind it', async () => {
+  test('nudges of one tick count once, and wake the first in line, or its next turn when it was trying; never a caller behind it', async () => {
     const line = new WaitingLine();
     const first = line.join();
     const second = line.join();
     const secondTurn = second.turn(LONG_PAUSE_MS, FAR(), undefined);
-    second.nudge(); // not first: ignored
-    first.nudge(); // first is trying
+    line.nudge(); // first is trying
+    line.nudge(); // the same notification, through another subscription
+    await Promise.resolve();
     expect(await settledSoon(first.turn(LONG_PAUSE_MS, FAR(), undefined))).toBe(true);
     const firstTurn = first.turn(LONG_PAUSE_MS, FAR(), undefined);
-    first.nudge();
+    expect(await settledSoon(firstTurn)).toBe(false); // counted once
+    line.nudge();
     expect(await settledSoon(firstTurn)).toBe(true);
     expect(await settledSoon(secondTurn)).toBe(false);
     first.leave();

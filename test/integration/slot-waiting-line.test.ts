@@ -220,3 +220,48 @@ describe.each(ENGINES)('SPEC 10 waiting in line for a slot on $name', (engine) =
     }
   });
 });
+
+const POOLED = ENGINES.filter((engine) => engine.name !== 'sqlite');
+describe.each(POOLED)('SPEC 10 waiting in line for a slot on a pool of one connection on $name', (engine) => {
+  let dataSource: DataSource;
+  let pooled: DataSource;
+
+  beforeAll(async () => {
+    dataSource = await freshEngineDataSource(engine, LABEL);
+    pooled = await new DataSource({
+      ...dataSourceOptionsFromUrl(engine.url(LABEL)),
+      poolSize: 1,
+    } as DataSourceOptions).initialize();
+  });
+  afterAll(async () => {
+    await pooled?.destroy();
+    await dataSource?.destroy();
+  });
+  beforeEach(() => clearLocks(dataSource));
+
+  test('callers waiting in line leave the one connection to the releases and reads of others, and are served in order', async () => {
+    const service = new SlotLockService(pooled, { wait: SLOW_POLL });
+    try {
+      await service.acquireSlot(owner('h'), 'line.pool', 1);
+      const waiters = [track(service.acquireSlot(owner('w0'), 'line.pool', 1, { waitMs: 30_000 }))];
+      await sleep(FIRST_TRY_MS);
+      waiters.push(track(service.acquireSlot(owner('w1'), 'line.pool', 1, { waitMs: 30_000 })));
+      waiters.push(track(service.acquireSlot(owner('w2'), 'line.pool', 1, { waitMs: 30_000 })));
+      // Three calls in flight on one connection: a read still gets through at once.
+      expect((await service.loadLocks(owner('h'))).map((lock) => lock.lockKey)).toEqual(['line.pool.slot(0)']);
+
+      for (const [i, releasing] of ['h', 'w0', 'w1'].entries()) {
+        const releasedAt = Date.now();
+        expect(await service.releaseLocks(owner(releasing))).toBe(1);
+        const { at } = await resolution(waiters[i]!);
+        expect(at - releasedAt).toBeLessThan(HANDED_OVER_MS);
+        expect(waiters.slice(i + 1).map((waiter) => waiter.outcome())).toEqual(
+          waiters.slice(i + 1).map(() => undefined),
+        );
+      }
+      expect(await holders(dataSource)).toEqual({ 'line.pool.slot(0)': owner('w2') });
+    } finally {
+      await service.close();
+    }
+  });
+});

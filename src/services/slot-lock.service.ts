@@ -361,10 +361,11 @@ export class SlotLockService {
    * seen held, its lock map a sample (the holders of the last batch tried, at most 32
    * entries); `'contention'` after 8 free slots were taken by others first.
    *
-   * With `waitMs`, callers of this process wait in line for the family (per DataSource):
-   * only the first in line tries again, a slot released here (`releaseLocks` of an owner
-   * that took it here) goes to it at once, and a caller who comes while others wait goes
-   * to the back. Releases elsewhere are found by the first in line's pauses.
+   * With `waitMs`, callers of this process wait in line for the family (per DataSource
+   * and lock table): only the first in line tries again, a slot released here
+   * (`releaseLocks` or a session's close, for an owner that took it here) goes to it at
+   * once, and a caller who comes while others wait goes to the back. Releases elsewhere
+   * are found by the first in line's pauses (or `NOTIFY` on PostgreSQL).
    *
    * @example
    * ```ts
